@@ -1,0 +1,26 @@
+"""The ``cnnlab`` command: one sub-command per paper experiment.
+
+Each task package adds its own sub-commands through ``add_<command>_parser(subparsers)`` functions that
+set ``func`` on the parser, so this file only wires them together.
+"""
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="cnnlab", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a model of the paper").add_subparsers(
+        dest="task", required=True)
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint or predictions").add_subparsers(
+        dest="task", required=True)
+
+    # Task packages register here (one line each); imports are local so `cnnlab --help` stays fast.
+
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
