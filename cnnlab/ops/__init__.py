@@ -6,3 +6,7 @@ independent reference of the gradient check, and the ``grad="autodiff"`` path of
 """
 
 from cnnlab.ops.dense import dense, dense_autodiff
+from cnnlab.ops.activations import relu, relu_autodiff, sigmoid, sigmoid_autodiff, tanh, tanh_autodiff
+from cnnlab.ops.batch_norm import (batch_norm, batch_norm_autodiff, batch_norm_inference,
+                                   batch_norm_inference_autodiff, ewma_update)
+from cnnlab.ops.softmax import cross_entropy, cross_entropy_autodiff, softmax, softmax_autodiff
