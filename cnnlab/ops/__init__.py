@@ -10,3 +10,4 @@ from cnnlab.ops.activations import relu, relu_autodiff, sigmoid, sigmoid_autodif
 from cnnlab.ops.batch_norm import (batch_norm, batch_norm_autodiff, batch_norm_inference,
                                    batch_norm_inference_autodiff, ewma_update)
 from cnnlab.ops.softmax import cross_entropy, cross_entropy_autodiff, softmax, softmax_autodiff
+from cnnlab.ops.conv import conv1d, conv1d_autodiff
