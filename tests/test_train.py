@@ -58,7 +58,7 @@ def test_resume_after_kill_ends_like_uninterrupted_run(uninterrupted, tmp_path):
     workdir, expected = uninterrupted
     source, _ = train_tiny.sources()
     with pytest.raises(Interrupted):
-        train_tiny.run(tmp_path, train_source=KilledAt(source, at=15))  # checkpoints at 6 and 12 exist
+        train_tiny.run(tmp_path, train_source=KilledAt(source, at=15))  # the checkpoint at step 12 exists
     assert not (tmp_path / "results.json").exists()
     resumed = train_tiny.run(tmp_path)  # the same command again
     assert _without_timing([resumed]) == _without_timing([expected])

@@ -37,7 +37,7 @@ def sources():
 
 def config(**overrides):
     settings = dict(steps=24, batch_size=16, learning_rate=0.1, lr_boundaries=(12,), lr_scales=(0.1,),
-                    eval_every=6, checkpoint_every=6, eval_batch_size=16, log_every=1,
+                    eval_every=6, checkpoint_every=12, eval_batch_size=16, log_every=1,
                     select_metric="accuracy", select_mode="max", progress=False)
     return train.TrainConfig(**{**settings, **overrides})
 

@@ -9,6 +9,7 @@ A task supplies the pieces that are its own:
   sources     training / validation / test examples (``ArraySource`` or the same interface).
 """
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ def data_mesh(devices=None) -> jax.sharding.Mesh:
     return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
 
 
+@functools.lru_cache(maxsize=16)  # Linen modules are hashable: a second run of the same task reuses the compiles
 def make_steps(model, loss_fn, metrics_fn=None, inputs_fn=None):
     """Jit-compiled ``train_step(state, batch) -> (state, metrics)`` and
     ``eval_step(variables, batch, mask) -> sums`` (per-example values summed with ``mask``, plus "count")."""
@@ -188,7 +190,8 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
                 if _is_better(val[config.select_metric], meta["best_value"], config.select_mode):
                     best = jax.tree.map(jnp.copy, _variables(state))
                     meta.update(best_step=done, best_value=val[config.select_metric])
-                bar.write(f"step {done}: " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()))
+                if config.progress:
+                    bar.write(f"step {done}: " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()))
                 timed_from = time.perf_counter()  # validation time is not training time
             if is_save:
                 meta["wall_seconds"] += time.perf_counter() - began

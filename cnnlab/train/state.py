@@ -1,6 +1,7 @@
 """The training configuration, the train state and the optimiser (§2.3: SGD with momentum, step schedules)."""
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -85,11 +86,15 @@ class TrainState(train_state.TrainState):
     rng: jax.Array = None
 
 
+@functools.lru_cache(maxsize=16)
+def _jitted_init(model):
+    return jax.jit(lambda key, *xs: model.init({"params": key, "dropout": key}, *xs, train=False))
+
+
 def create_train_state(model, config: TrainConfig, example_inputs: tuple) -> TrainState:
     """Initialise ``model`` on ``example_inputs`` (a tuple of arrays, batch first) with ``config.seed``."""
     init_key, run_key = jax.random.split(jax.random.key(config.seed))
-    variables = jax.jit(lambda k, *xs: model.init({"params": k, "dropout": k}, *xs, train=False))(
-        init_key, *example_inputs)
+    variables = _jitted_init(model)(init_key, *example_inputs)
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=make_optimizer(config),
                              batch_stats=variables.get("batch_stats", {}),
                              rng=jax.random.key_data(run_key)).replace(step=jnp.asarray(0, jnp.int32))
