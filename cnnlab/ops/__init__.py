@@ -4,3 +4,5 @@ Layout follows Flax: activations NHWC (NWC in 1-D), kernels HWIO (WIO in 1-D). E
 autodiff twin ``name_autodiff`` with the same signature and forward, whose gradient JAX derives: the
 independent reference of the gradient check, and the ``grad="autodiff"`` path of ``cnnlab.nn``.
 """
+
+from cnnlab.ops.losses import binary_cross_entropy, focal_loss, smooth_l1  # noqa: F401  (owner facedet)
