@@ -18,6 +18,8 @@ import json
 import shutil
 from pathlib import Path
 
+from cnnlab.caption.data import read_annotations
+
 # Output names of results.json, in Table 7's reading order after CIDEr-D.
 METRICS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider")
 
@@ -86,15 +88,7 @@ def load_predictions(path) -> dict[int, str]:
 
 def load_references(path) -> dict[int, list[str]]:
     """Read official caption annotations (``captions_val2017.json``) into ``{image_id: [caption, ...]}``."""
-    data = _read_json(path, "references")
-    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) or not data["annotations"]:
-        raise ValueError(f"caption metrics: references file {path} must be COCO caption annotations: an "
-                         'object with a non-empty "annotations" list of {"image_id", "caption"}')
-    _check_entries(data["annotations"], "annotation", path)
-    references = {}
-    for entry in data["annotations"]:
-        references.setdefault(entry["image_id"], []).append(entry["caption"])
-    return references
+    return read_annotations(path)[1]
 
 
 def score_captions(predictions: dict[int, str], references: dict[int, list[str]]) -> dict[str, float]:
