@@ -23,6 +23,8 @@ def main(argv=None) -> int:
     facedet_cli.add_eval_parser(evaluate)
     from cnnlab.caption import cli as caption_cli
     caption_cli.add_eval_parser(evaluate)
+    from cnnlab.tcn import cli as tcn_cli
+    tcn_cli.add_seqmnist_parser(train)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

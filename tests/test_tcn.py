@@ -109,3 +109,20 @@ def test_conv1d_rejects_bad_arguments(sequences):
         Conv1D(3, 2).init(jax.random.key(0), sequences, decode=True)
     with pytest.raises(ValueError, match=r"step: x_t must be one time step"):
         step(TCN(num_blocks=1, channels=2), None, None, sequences)
+
+
+def test_seqmnist_is_the_images_row_by_row_and_pmnist_one_fixed_permutation():
+    from cnnlab.mnist.data import load_mnist
+    from cnnlab.tcn.data import load_seqmnist, permutation
+
+    images = load_mnist()
+    seq, perm = load_seqmnist(), load_seqmnist(permuted=True, seed=7)
+    order = np.random.default_rng(7).permutation(784)
+    assert sorted(order) == list(range(784)) and not (order == np.arange(784)).all()
+    np.testing.assert_array_equal(permutation(7), order)
+    for split, n in [("train", 55_000), ("val", 5_000), ("test", 10_000)]:
+        x, y = images[split]
+        assert seq[split][0].shape == (n, 784)
+        np.testing.assert_array_equal(seq[split][0][:, 28 * 3 + 5], x[:, 3, 5])
+        np.testing.assert_array_equal(perm[split][0], x.reshape(n, 784)[:, order])
+        np.testing.assert_array_equal(perm[split][1], y)
