@@ -46,6 +46,10 @@ def scaled_config(steps: int, permuted: bool = False, **overrides) -> train.Trai
     return paper_config(permuted, steps=steps, lr_boundaries=tuple(warmup + decays), **overrides)
 
 
+def inputs(batch):
+    return (to_sequences(batch["x"]),)  # [N, 784, 1]
+
+
 def _loss(logits, batch, grad):
     cross_entropy = ops.cross_entropy if grad == "custom" else ops.cross_entropy_autodiff
     return cross_entropy(logits, batch["y"])
