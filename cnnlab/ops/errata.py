@@ -90,6 +90,7 @@ def errata_errors(seed: int = 0):
 
 def report(seed: int = 0) -> None:
     """Print the errata table (float64)."""
-    print(f"{'Eq.':<5}  {'gradient':<18}  {'printed form':>12}  {'corrected':>10}   (relative error vs jax.grad, float64)")
+    print("relative error vs jax.grad of the autodiff twin, float64")
+    print(f"{'Eq.':<5}  {'gradient':<18}  {'printed form':>12}  {'corrected':>10}")
     for equation, gradient, printed, corrected in errata_errors(seed):
         print(f"{equation:<5}  {gradient:<18}  {printed:12.2e}  {corrected:10.2e}")

@@ -10,7 +10,8 @@ and a random cotangent ``u`` for every output, and differentiate the scalar ``L 
   ``(L(x + h v) - L(x - h v)) / 2h`` against ``<g_custom, v>``, relative to ``sum |g_custom * v|`` (the size
   of the terms of that dot product, so cancellation between them cannot inflate the error).
 
-Run it as ``cnnlab gradcheck [--dtype float64] [--op NAME]`` (``--errata``: see ``cnnlab.ops.errata``); ``tests/test_gradcheck.py`` runs the same grid.
+Run it as ``cnnlab gradcheck [--dtype float64] [--op NAME]`` (``--errata``: see ``cnnlab.ops.errata``);
+``tests/test_gradcheck.py`` runs the same grid.
 """
 
 import argparse
