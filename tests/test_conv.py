@@ -1,5 +1,7 @@
 """conv1d / conv2d / max_pool2d: custom VJPs against jax.grad of the lax twins, causality, bad input."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,9 +16,12 @@ def _rand(key, *shapes, dtype=jnp.float32):
 
 
 def _vjp_pair(f, f_ref, args, g):
-    y, vjp = jax.vjp(f, *args)
-    y_ref, vjp_ref = jax.vjp(f_ref, *args)
-    return (y, *vjp(g)), (y_ref, *vjp_ref(g))
+    """(y, *grads) of the op and of its reference, both in one jit (one compile per case)."""
+    def both(args, g):
+        y, vjp = jax.vjp(f, *args)
+        y_ref, vjp_ref = jax.vjp(f_ref, *args)
+        return (y, *vjp(g)), (y_ref, *vjp_ref(g))
+    return jax.jit(both)(args, g)
 
 
 def _assert_close(got, want, tol):
@@ -80,3 +85,112 @@ def test_conv1d_works_under_jit_and_vmap():
 def test_conv1d_rejects_bad_input(shape_x, shape_w, kwargs, error, match):
     with pytest.raises(error, match=match):
         ops.conv1d(jnp.zeros(shape_x), jnp.zeros(shape_w), **kwargs)
+
+
+# ---------------------------------------------------------------- conv2d
+
+CONV2D_GRID = [  # (N, H, W, C_in, C_out, k, stride, padding): every stride 1-3, padding 0-2, k 1-5,
+    # odd sizes, and (H - k + 2p) not divisible by the stride; N = 5, 9 leave a remainder batch block
+    (2, 7, 7, 3, 4, 3, 1, 0), (5, 9, 8, 2, 3, 3, 2, 1), (3, 7, 9, 2, 2, 2, 3, 2), (9, 5, 5, 1, 2, 5, 1, 2),
+    (4, 6, 7, 3, 2, 4, 3, 0), (5, 8, 8, 2, 2, 1, 2, 0), (1, 3, 3, 2, 2, 3, 1, 2), (2, 6, 5, 2, 3, 5, 2, 1),
+    (3, 8, 8, 4, 2, 3, 2, 0),
+]
+
+
+@pytest.mark.parametrize("impl", ["patches", "xla"])
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-4), (jnp.float64, 1e-12)])
+@pytest.mark.parametrize("n,h,w,ci,co,k,s,p", CONV2D_GRID)
+def test_conv2d_grad_matches_autodiff(n, h, w, ci, co, k, s, p, dtype, tol, impl):
+    with jax.enable_x64(dtype == jnp.float64):
+        x, kernel = _rand(k * 10 + s, (n, h, w, ci), (k, k, ci, co), dtype=dtype)
+        ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        (g,) = _rand(1, (n, ho, wo, co), dtype=dtype)
+        got, want = _vjp_pair(lambda x, w: ops.conv2d(x, w, stride=s, padding=p, impl=impl),
+                              lambda x, w: ops.conv2d_autodiff(x, w, stride=s, padding=p), (x, kernel), g)
+        _assert_close(got, want, tol)
+
+
+def test_conv2d_auto_is_patches_on_cpu_and_matches_autodiff():
+    x, w, g = _rand(3, (3, 6, 6, 2), (3, 3, 2, 4), (3, 2, 2, 4))
+    f = lambda impl: lambda x, w: ops.conv2d(x, w, stride=2, padding=0, impl=impl)
+    got, want = _vjp_pair(f("auto"), lambda x, w: ops.conv2d_autodiff(x, w, stride=2), (x, w), g)
+    _assert_close(got, want, 1e-5)
+    if jax.default_backend() == "cpu":  # the patch path has no convolution in its program
+        assert "convolution" not in jax.jit(f("auto")).lower(x, w).as_text()
+        assert "convolution" in jax.jit(f("xla")).lower(x, w).as_text()
+
+
+@pytest.mark.parametrize("impl", ["patches", "xla"])
+def test_conv2d_works_under_jit_and_vmap(impl):
+    x, w, g = _rand(4, (2, 3, 7, 7, 2), (3, 3, 2, 3), (2, 3, 4, 4, 3))
+    conv = lambda fn: lambda x, w: fn(x, w, stride=2, padding=1)
+    vjp = lambda fn: jax.vmap(lambda x, g: jax.vjp(conv(fn), x, w)[1](g))
+    _assert_close(jax.jit(vjp(functools.partial(ops.conv2d, impl=impl)))(x, g), vjp(ops.conv2d_autodiff)(x, g), 1e-5)
+
+
+@pytest.mark.parametrize("impl", ["patches", "xla"])
+def test_conv2d_bfloat16_close_to_float32(impl):
+    x, w, g = _rand(5, (2, 6, 6, 3), (3, 3, 3, 4), (2, 6, 6, 4))
+    f = lambda x, w: ops.conv2d(x, w, padding=1, impl=impl)
+    lo = _vjp_pair(f, f, tuple(a.astype(jnp.bfloat16) for a in (x, w)), g.astype(jnp.bfloat16))[0]
+    hi = jax.vjp(lambda x, w: ops.conv2d_autodiff(x, w, padding=1), x, w)
+    hi = (hi[0], *hi[1](g))
+    for a, b in zip(lo, hi):
+        assert a.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(a, np.float32), b, rtol=0.05, atol=0.1)
+
+
+@pytest.mark.parametrize("shape_x,shape_w,kwargs,error,match", [
+    ((2, 8, 8), (3, 3, 2, 4), {}, ValueError, r"conv2d: x must have rank 4 \(NHWC\)"),
+    ((2, 8, 8, 2), (3, 3, 4), {}, ValueError, r"conv2d: w must have rank 4"),
+    ((2, 8, 8, 3), (3, 3, 2, 4), {}, ValueError, r"conv2d: channel mismatch.*C_in=3.*C_in=2"),
+    ((2, 8, 8, 2), (3, 3, 2, 4), {"stride": 0}, ValueError, r"conv2d: stride must be >= 1"),
+    ((2, 8, 8, 2), (3, 3, 2, 4), {"padding": -1}, ValueError, r"conv2d: padding must be >= 0"),
+    ((2, 4, 4, 2), (7, 7, 2, 4), {"padding": 1}, ValueError, r"conv2d: kernel \(7, 7\).*padded input \(6, 6\)"),
+    ((2, 8, 8, 2), (3, 3, 2, 4), {"impl": "cudnn"}, ValueError, r"conv2d: impl must be one of"),
+    ((2, 8, 8, 2), (3, 3, 2, 4), {"stride": 2.0}, TypeError, r"conv2d: stride must be a Python int"),
+])
+def test_conv2d_rejects_bad_input(shape_x, shape_w, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ops.conv2d(jnp.zeros(shape_x), jnp.zeros(shape_w), **kwargs)
+    with pytest.raises(error, match=match):
+        ops.conv2d_autodiff(jnp.zeros(shape_x), jnp.zeros(shape_w), **kwargs)
+
+
+def test_conv2d_rejects_integer_input():
+    with pytest.raises(TypeError, match="conv2d: x must be a floating-point array, got dtype int32"):
+        ops.conv2d(jnp.zeros((1, 4, 4, 1), jnp.int32), jnp.zeros((3, 3, 1, 1)))
+
+
+# ---------------------------------------------------------------- max_pool2d
+
+POOL_GRID = [(2, 4, 4, 3, 2, 2), (2, 7, 6, 2, 3, 2), (1, 5, 5, 2, 2, 1), (2, 9, 8, 1, 3, 3), (2, 5, 7, 2, 1, 2)]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("n,h,w,c,k,s", POOL_GRID)
+def test_max_pool2d_grad_matches_autodiff_including_ties(n, h, w, c, k, s, ties):
+    x, = _rand(k * 10 + s, (n, h, w, c))
+    if ties:  # after ReLU whole windows tie at 0; rounding makes ties among positive values too
+        x = jnp.round(jax.nn.relu(x))
+    (g,) = _rand(7, (n, (h - k) // s + 1, (w - k) // s + 1, c))
+    got, want = _vjp_pair(lambda x: ops.max_pool2d(x, window=k, stride=s),
+                          lambda x: ops.max_pool2d_autodiff(x, window=k, stride=s), (x,), g)
+    _assert_close(got, want, 1e-6)
+
+
+def test_max_pool2d_routes_a_tie_to_the_first_argmax():
+    x = jnp.zeros((1, 2, 2, 1))  # one window, all four inputs tied
+    dx = jax.grad(lambda x: ops.max_pool2d(x).sum())(x)
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[1.0, 0.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("shape,kwargs,error,match", [
+    ((4, 4, 1), {}, ValueError, r"max_pool2d: x must have rank 4"),
+    ((1, 4, 4, 1), {"window": 0}, ValueError, r"max_pool2d: window must be >= 1"),
+    ((1, 4, 4, 1), {"stride": 0}, ValueError, r"max_pool2d: stride must be >= 1"),
+    ((1, 4, 4, 1), {"window": 5}, ValueError, r"max_pool2d: window=5 is larger"),
+])
+def test_max_pool2d_rejects_bad_input(shape, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ops.max_pool2d(jnp.zeros(shape), **kwargs)

@@ -6,3 +6,5 @@ independent reference of the gradient check, and the ``grad="autodiff"`` path of
 """
 
 from cnnlab.ops.conv import conv1d, conv1d_autodiff
+from cnnlab.ops.conv import conv2d, conv2d_autodiff
+from cnnlab.ops.pooling import max_pool2d, max_pool2d_autodiff
