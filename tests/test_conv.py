@@ -1,4 +1,5 @@
-"""conv1d / conv2d / max_pool2d: custom VJPs against jax.grad of the lax twins, causality, bad input."""
+"""conv1d / conv2d / max_pool2d beyond the shared gradient grid (their lines are in cnnlab.ops.gradcheck.CASES):
+every conv2d impl under jit and vmap, the backend choice of impl="auto", conv1d causality, max-pool ties, errors."""
 
 import functools
 
@@ -31,21 +32,6 @@ def _assert_close(got, want, tol):
 
 
 # ---------------------------------------------------------------- conv1d
-
-CONV1D_GRID = [  # (N, T, C_in, C_out, k, dilation)
-    (2, 9, 3, 4, 3, 1), (3, 11, 2, 5, 2, 3), (1, 5, 2, 2, 4, 2), (2, 7, 3, 2, 1, 2), (2, 4, 1, 1, 3, 3),
-]
-
-
-@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.float64, 1e-12)])
-@pytest.mark.parametrize("n,t,ci,co,k,d", CONV1D_GRID)
-def test_conv1d_grad_matches_autodiff(n, t, ci, co, k, d, dtype, tol):
-    with jax.enable_x64(dtype == jnp.float64):
-        x, w, g = _rand(k + d, (n, t, ci), (k, ci, co), (n, t, co), dtype=dtype)
-        got, want = _vjp_pair(lambda x, w: ops.conv1d(x, w, dilation=d),
-                              lambda x, w: ops.conv1d_autodiff(x, w, dilation=d), (x, w), g)
-        _assert_close(got, want, tol)
-
 
 def test_conv1d_matches_explicit_sum_eq63():
     n, t, ci, co, k, d = 2, 10, 3, 2, 3, 2
@@ -89,27 +75,6 @@ def test_conv1d_rejects_bad_input(shape_x, shape_w, kwargs, error, match):
 
 # ---------------------------------------------------------------- conv2d
 
-CONV2D_GRID = [  # (N, H, W, C_in, C_out, k, stride, padding): every stride 1-3, padding 0-2, k 1-5,
-    # odd sizes, and (H - k + 2p) not divisible by the stride; N = 5, 9 leave a remainder batch block
-    (2, 7, 7, 3, 4, 3, 1, 0), (5, 9, 8, 2, 3, 3, 2, 1), (3, 7, 9, 2, 2, 2, 3, 2), (9, 5, 5, 1, 2, 5, 1, 2),
-    (4, 6, 7, 3, 2, 4, 3, 0), (5, 8, 8, 2, 2, 1, 2, 0), (1, 3, 3, 2, 2, 3, 1, 2), (2, 6, 5, 2, 3, 5, 2, 1),
-    (3, 8, 8, 4, 2, 3, 2, 0),
-]
-
-
-@pytest.mark.parametrize("impl", ["patches", "xla"])
-@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-4), (jnp.float64, 1e-12)])
-@pytest.mark.parametrize("n,h,w,ci,co,k,s,p", CONV2D_GRID)
-def test_conv2d_grad_matches_autodiff(n, h, w, ci, co, k, s, p, dtype, tol, impl):
-    with jax.enable_x64(dtype == jnp.float64):
-        x, kernel = _rand(k * 10 + s, (n, h, w, ci), (k, k, ci, co), dtype=dtype)
-        ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-        (g,) = _rand(1, (n, ho, wo, co), dtype=dtype)
-        got, want = _vjp_pair(lambda x, w: ops.conv2d(x, w, stride=s, padding=p, impl=impl),
-                              lambda x, w: ops.conv2d_autodiff(x, w, stride=s, padding=p), (x, kernel), g)
-        _assert_close(got, want, tol)
-
-
 def test_conv2d_auto_is_patches_on_cpu_and_matches_autodiff():
     x, w, g = _rand(3, (3, 6, 6, 2), (3, 3, 2, 4), (3, 2, 2, 4))
     f = lambda impl: lambda x, w: ops.conv2d(x, w, stride=2, padding=0, impl=impl)
@@ -126,18 +91,6 @@ def test_conv2d_works_under_jit_and_vmap(impl):
     conv = lambda fn: lambda x, w: fn(x, w, stride=2, padding=1)
     vjp = lambda fn: jax.vmap(lambda x, g: jax.vjp(conv(fn), x, w)[1](g))
     _assert_close(jax.jit(vjp(functools.partial(ops.conv2d, impl=impl)))(x, g), vjp(ops.conv2d_autodiff)(x, g), 1e-5)
-
-
-@pytest.mark.parametrize("impl", ["patches", "xla"])
-def test_conv2d_bfloat16_close_to_float32(impl):
-    x, w, g = _rand(5, (2, 6, 6, 3), (3, 3, 3, 4), (2, 6, 6, 4))
-    f = lambda x, w: ops.conv2d(x, w, padding=1, impl=impl)
-    lo = _vjp_pair(f, f, tuple(a.astype(jnp.bfloat16) for a in (x, w)), g.astype(jnp.bfloat16))[0]
-    hi = jax.vjp(lambda x, w: ops.conv2d_autodiff(x, w, padding=1), x, w)
-    hi = (hi[0], *hi[1](g))
-    for a, b in zip(lo, hi):
-        assert a.dtype == jnp.bfloat16
-        np.testing.assert_allclose(np.asarray(a, np.float32), b, rtol=0.05, atol=0.1)
 
 
 @pytest.mark.parametrize("shape_x,shape_w,kwargs,error,match", [
@@ -164,15 +117,11 @@ def test_conv2d_rejects_integer_input():
 
 # ---------------------------------------------------------------- max_pool2d
 
-POOL_GRID = [(2, 4, 4, 3, 2, 2), (2, 7, 6, 2, 3, 2), (1, 5, 5, 2, 2, 1), (2, 9, 8, 1, 3, 3), (2, 5, 7, 2, 1, 2)]
-
-
-@pytest.mark.parametrize("ties", [False, True])
-@pytest.mark.parametrize("n,h,w,c,k,s", POOL_GRID)
-def test_max_pool2d_grad_matches_autodiff_including_ties(n, h, w, c, k, s, ties):
+@pytest.mark.parametrize("n,h,w,c,k,s", [(2, 4, 4, 3, 2, 2), (2, 7, 6, 2, 3, 2), (1, 5, 5, 2, 2, 1)])
+def test_max_pool2d_grad_matches_autodiff_with_ties(n, h, w, c, k, s):
+    """The gradient grid (cnnlab.ops.gradcheck) has no ties; here most windows tie, as after ReLU."""
     x, = _rand(k * 10 + s, (n, h, w, c))
-    if ties:  # after ReLU whole windows tie at 0; rounding makes ties among positive values too
-        x = jnp.round(jax.nn.relu(x))
+    x = jnp.round(jax.nn.relu(x))  # whole windows tie at 0, and rounding makes ties among positives
     (g,) = _rand(7, (n, (h - k) // s + 1, (w - k) // s + 1, c))
     got, want = _vjp_pair(lambda x: ops.max_pool2d(x, window=k, stride=s),
                           lambda x: ops.max_pool2d_autodiff(x, window=k, stride=s), (x,), g)
