@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cnnlab import ops
+from cnnlab.ops import conv
 
 
 def _rand(key, *shapes, dtype=jnp.float32):
@@ -83,6 +84,14 @@ def test_conv2d_auto_is_patches_on_cpu_and_matches_autodiff():
     if jax.default_backend() == "cpu":  # the patch path has no convolution in its program
         assert "convolution" not in jax.jit(f("auto")).lower(x, w).as_text()
         assert "convolution" in jax.jit(f("xla")).lower(x, w).as_text()
+
+
+def test_conv2d_patches_partial_batch_block_matches_autodiff(monkeypatch):
+    monkeypatch.setattr(conv, "_BLOCK_ROWS", 2 * 16)  # blocks of 2 examples of 4x4 outputs: 5 = 2 + 2 + 1
+    x, w, g = _rand(6, (5, 9, 9, 3), (3, 3, 3, 2), (5, 4, 4, 2))
+    got, want = _vjp_pair(lambda x, w: ops.conv2d(x, w, stride=2, padding=0, impl="patches"),
+                          lambda x, w: ops.conv2d_autodiff(x, w, stride=2), (x, w), g)
+    _assert_close(got, want, 1e-5)
 
 
 @pytest.mark.parametrize("impl", ["patches", "xla"])

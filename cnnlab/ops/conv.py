@@ -88,9 +88,14 @@ def conv1d(x, w, *, dilation=1):
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _IMPLS = ("auto", "patches", "xla")
-# Examples per im2row block on the CPU: the patch matrix of a few examples (here ~0.1-1 MB) stays in the
-# cache while it is multiplied; the whole batch's one (55 MB for 64->64 at 24x24, batch 50) does not.
-_CHUNK = 4
+# Patch-matrix rows (output pixels) per im2row block on the CPU: the patch matrix of a few examples stays in
+# the cache while it is multiplied; the whole batch's one (55 MB for 64->64 at 24x24, batch 50) does not.
+_BLOCK_ROWS = 1024
+
+
+def _chunk(n, oh, ow):
+    """Examples per block: about ``_BLOCK_ROWS`` output pixels, at least one example, at most the batch."""
+    return min(n, max(1, _BLOCK_ROWS // (oh * ow)))
 
 
 def _check_conv2d(x, w, stride, padding, impl):
@@ -187,7 +192,7 @@ def _conv2d_patches(x, w, stride, padding):
         xb = jnp.pad(xb, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
         return _im2row(xb, kh, kw, stride, oh, ow) @ w_mat
 
-    return _unblock(lax.map(block, _blocks(x, _CHUNK)), x.shape[0])
+    return _unblock(lax.map(block, _blocks(x, _chunk(x.shape[0], oh, ow))), x.shape[0])
 
 
 def _conv2d_bwd_patches(stride, padding, x, w, g):
@@ -209,7 +214,8 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
         dxb, dwb = block(*xg)
         return dw_t + dwb, dxb
 
-    dw_t, dx = lax.scan(step, jnp.zeros_like(w_mat.T), (_blocks(x, _CHUNK), _blocks(g, _CHUNK)))
+    chunk = _chunk(n, oh, ow)
+    dw_t, dx = lax.scan(step, jnp.zeros_like(w_mat.T), (_blocks(x, chunk), _blocks(g, chunk)))
     return _unblock(dx, n), dw_t.T.reshape(w.shape)
 
 

@@ -96,8 +96,8 @@ CASES = [
     Case("softmax", softmax, softmax_autodiff, normal((3, 5, 2)), dict(axis=1)),
     Case("cross_entropy", cross_entropy, cross_entropy_autodiff, logits_and_labels((4, 10))),
     Case("cross_entropy", cross_entropy, cross_entropy_autodiff, logits_and_labels((2, 3, 5))),
-    # conv2d (owner conv): each implementation on stride 1-3, padding 0-2, kernels 1-5, odd sizes, sizes where
-    # s does not divide (H - k + 2p), and batches of 5 / 9 that leave a partial block for impl="patches".
+    # conv2d (owner conv): each implementation on stride 1-3, padding 0-2, kernels 1-5, odd sizes, and sizes
+    # where s does not divide (H - k + 2p) (tests/test_conv.py checks partial batch blocks of impl="patches").
     *[Case("conv2d", conv2d, conv2d_autodiff, normal(x, w), dict(stride=s, padding=p, impl=impl))
       for impl in ("patches", "xla")
       for x, w, s, p in [((2, 7, 7, 3), (3, 3, 3, 4), 1, 0), ((5, 9, 8, 2), (3, 3, 2, 3), 2, 1),
