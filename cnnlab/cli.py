@@ -17,6 +17,9 @@ def main(argv=None) -> int:
         dest="task", required=True)
 
     # Task packages register here (one line each); imports are local so `cnnlab --help` stays fast.
+    from cnnlab.mnist import cli as mnist_cli
+    mnist_cli.add_train_parser(train)
+    mnist_cli.add_eval_parser(evaluate)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
