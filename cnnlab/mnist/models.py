@@ -9,9 +9,10 @@ Kernel weights (biases and BN parameters excluded), the paper's "Parameters" col
 CNN 153 792, feed-forward 167 168.
 """
 
+import math
+
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from cnnlab.nn import BatchNorm, Conv, Dense, MaxPool, op
 
@@ -104,4 +105,4 @@ def format_layer_table(name: str) -> str:
 def count_kernel_weights(params) -> int:
     """Kernel weights in a parameter tree (every leaf named "kernel"; biases and BN scale/bias excluded)."""
     leaves = jax.tree_util.tree_leaves_with_path(params)
-    return sum(int(jnp.size(v)) for path, v in leaves if getattr(path[-1], "key", None) == "kernel")
+    return sum(math.prod(v.shape) for path, v in leaves if getattr(path[-1], "key", None) == "kernel")
