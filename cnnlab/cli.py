@@ -23,6 +23,9 @@ def main(argv=None) -> int:
     facedet_cli.add_eval_parser(evaluate)
     from cnnlab.caption import cli as caption_cli
     caption_cli.add_eval_parser(evaluate)
+    from cnnlab.mnist import cli as mnist_cli
+    mnist_cli.add_train_parser(train)
+    mnist_cli.add_eval_parser(evaluate)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
