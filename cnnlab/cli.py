@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     from cnnlab.mnist import cli as mnist_cli
     mnist_cli.add_train_parser(train)
     mnist_cli.add_eval_parser(evaluate)
+    from cnnlab.tcn import cli as tcn_cli
+    tcn_cli.add_seqmnist_parser(train)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
