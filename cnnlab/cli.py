@@ -23,6 +23,8 @@ def main(argv=None) -> int:
     facedet_cli.add_eval_parser(evaluate)
     facedet_cli.add_train_parser(train)
     facedet_cli.add_detect_parser(commands)
+    from cnnlab.caption import cli as caption_cli
+    caption_cli.add_eval_parser(evaluate)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

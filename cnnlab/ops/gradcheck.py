@@ -10,7 +10,8 @@ and a random cotangent ``u`` for every output, and differentiate the scalar ``L 
   ``(L(x + h v) - L(x - h v)) / 2h`` against ``<g_custom, v>``, relative to ``sum |g_custom * v|`` (the size
   of the terms of that dot product, so cancellation between them cannot inflate the error).
 
-Run it as ``cnnlab gradcheck [--dtype float64] [--op NAME]``; ``tests/test_gradcheck.py`` runs the same grid.
+Run it as ``cnnlab gradcheck [--dtype float64] [--op NAME]`` (``--errata``: see ``cnnlab.ops.errata``);
+``tests/test_gradcheck.py`` runs the same grid.
 """
 
 import argparse
@@ -159,6 +160,10 @@ def run(cases=None, dtypes=("float64", "float32")) -> bool:
 
 
 def main(args) -> int:
+    if args.errata:
+        from cnnlab.ops import errata
+        errata.report()
+        return 0
     cases = [c for c in CASES if args.op is None or c.op == args.op]
     if not cases:
         raise SystemExit(f"gradcheck: no case for op {args.op!r}; ops: {sorted({c.op for c in CASES})}")
@@ -171,4 +176,6 @@ def add_parser(commands) -> None:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--dtype", nargs="+", choices=["float64", "float32"], default=["float64", "float32"])
     parser.add_argument("--op", default=None, help="check only this op (e.g. conv2d)")
+    parser.add_argument("--errata", action="store_true",
+                        help="instead, print the error of each printed (wrong) equation of docs/derivations.md")
     parser.set_defaults(func=main)
