@@ -21,6 +21,8 @@ def main(argv=None) -> int:
     gradcheck_cli.add_parser(commands)
     from cnnlab.facedet import cli as facedet_cli
     facedet_cli.add_eval_parser(evaluate)
+    facedet_cli.add_train_parser(train)
+    facedet_cli.add_detect_parser(commands)
     from cnnlab.caption import cli as caption_cli
     caption_cli.add_eval_parser(evaluate)
     from cnnlab.mnist import cli as mnist_cli
