@@ -17,6 +17,10 @@ def main(argv=None) -> int:
         dest="task", required=True)
 
     # Task packages register here (one line each); imports are local so `cnnlab --help` stays fast.
+    from cnnlab.ops import gradcheck as gradcheck_cli
+    gradcheck_cli.add_parser(commands)
+    from cnnlab.facedet import cli as facedet_cli
+    facedet_cli.add_eval_parser(evaluate)
     from cnnlab.caption import cli as caption_cli
     caption_cli.add_eval_parser(evaluate)
 

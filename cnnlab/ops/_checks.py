@@ -26,3 +26,16 @@ def check_int_at_least(op: str, name: str, value, minimum: int) -> None:
         raise TypeError(f"{op}: {name} must be a Python int, got {value!r} of type {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
+
+
+def check_integer(op: str, name: str, x) -> None:
+    """Raise ``TypeError`` unless ``x`` has an integer dtype (class labels)."""
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(f"{op}: {name} must be an integer array, got dtype {dtype}")
+
+
+def check_shape(op: str, name: str, x, shape: tuple, layout: str) -> None:
+    """Raise ``ValueError`` unless ``x`` has exactly ``shape`` (``layout`` spells it, e.g. "[C]")."""
+    if tuple(jnp.shape(x)) != tuple(shape):
+        raise ValueError(f"{op}: {name} must have shape {layout} = {tuple(shape)}, got shape {jnp.shape(x)}")

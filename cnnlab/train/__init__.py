@@ -1,0 +1,72 @@
+"""The one training engine every cnnlab task uses (MNIST, TCN, face detection, captioning).
+
+It knows nothing about any task. A task hands it
+
+- ``model``: a Flax Linen module; ``model.apply(variables, *inputs, train=bool)`` returns the outputs.
+  BatchNorm statistics live in the ``"batch_stats"`` collection (updated with ``mutable=["batch_stats"]``
+  when ``train=True``); dropout, if any, draws from the ``"dropout"`` RNG stream.
+- ``loss_fn(outputs, batch) -> [N]``: per-example loss; each step minimises its mean over the batch.
+- ``metrics_fn(outputs, batch) -> {name: [N]}`` (optional): per-example metrics such as accuracy.
+- ``inputs_fn(batch) -> tuple`` (optional, default ``(batch["x"],)``): the model inputs, computed inside
+  ``jit`` (so casting uint8 images to float here keeps the host-to-device copy small).
+- data sources: ``ArraySource(**arrays)`` (a dict of arrays sharing the first dimension) or any object with
+  ``len(source)`` and ``source[int_indices] -> dict of arrays``.
+
+and a ``TrainConfig``; ``train_and_evaluate`` does the rest:
+
+- ``TrainState`` (Flax's, plus ``batch_stats`` and ``rng``) with an Optax SGD-with-momentum optimiser on a
+  piecewise-constant schedule (``lr_boundaries`` / ``lr_scales``, e.g. the ×10 warm-up of §6.3), optional
+  L2 weight decay and gradient clipping (``make_optimizer``);
+- jit-compiled ``train_step`` / ``eval_step`` (``make_steps``), data-parallel over all local devices: the
+  batch is sharded on the mesh axis "data", parameters are replicated (``data_mesh``); ``batch_size`` and
+  ``eval_batch_size`` must be divisible by the device count;
+- a deterministic input pipeline: batch ``s`` is drawn from a permutation seeded by ``(seed, epoch)``
+  (``train_indices``), so the pipeline position is the step saved in the checkpoint;
+- validation every ``eval_every`` steps; the weights best on ``select_metric`` (``select_mode`` "min" or
+  "max") are kept (§4.3) and used for the final validation and test numbers;
+- Orbax checkpoints every ``checkpoint_every`` steps and at the end (state, best weights, metadata):
+  calling ``train_and_evaluate`` again with the same ``workdir`` and settings resumes and ends with the same
+  result as an uninterrupted run (a workdir with other settings raises ``ValueError``);
+- a tqdm progress bar (loss, metrics, examples/s), ``metrics.jsonl`` (``{"step", "split": "train"|"val",
+  ...}``), ``curves.png`` (accuracy and loss against iterations, like Figure 13) and ``results.json``.
+
+Example (a tiny classifier)::
+
+    import flax.linen as nn, optax
+    from cnnlab import train
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, train):
+            x = nn.BatchNorm(use_running_average=not train)(x)
+            return nn.Dense(10)(x)
+
+    def loss_fn(logits, batch):
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
+
+    def metrics_fn(logits, batch):
+        return {"accuracy": (logits.argmax(-1) == batch["y"]).astype("float32")}
+
+    config = train.TrainConfig(steps=1000, batch_size=50, learning_rate=0.01, eval_every=200,
+                               checkpoint_every=200, select_metric="accuracy", select_mode="max")
+    results = train.train_and_evaluate(
+        config, "runs/tiny", model=Net(), loss_fn=loss_fn, metrics_fn=metrics_fn,
+        train_source=train.ArraySource(x=x_train, y=y_train), val_source=train.ArraySource(x=x_val, y=y_val),
+        test_source=train.ArraySource(x=x_test, y=y_test), task_config={"model": "tiny"})
+    results["test_accuracy"]
+
+Afterwards ``load_best_variables(workdir, template)`` returns the best ``{"params", "batch_stats"}`` and
+``evaluate(eval_step, variables, source, batch_size)`` evaluates them again (``cnnlab eval``).
+"""
+
+from cnnlab.train.logs import MetricsLog, plot_curves
+from cnnlab.train.loop import (checkpoint_manager, data_mesh, default_inputs, evaluate, load_best_variables,
+                               make_steps, train_and_evaluate)
+from cnnlab.train.pipeline import ArraySource, eval_batches, train_indices
+from cnnlab.train.state import (TrainConfig, TrainState, create_train_state, learning_rate_schedule,
+                                make_optimizer)
+
+__all__ = ["ArraySource", "MetricsLog", "TrainConfig", "TrainState", "checkpoint_manager",
+           "create_train_state", "data_mesh", "default_inputs", "eval_batches", "evaluate",
+           "learning_rate_schedule", "load_best_variables", "make_optimizer", "make_steps", "plot_curves",
+           "train_and_evaluate", "train_indices"]

@@ -1,0 +1,224 @@
+"""The training loop: jit-compiled steps, data parallelism over a device mesh, validation, best-on-validation
+selection (§4.3), Orbax checkpoints with resume, progress bar, ``metrics.jsonl``, curves and ``results.json``.
+
+A task supplies the pieces that are its own:
+  model       a Flax Linen module whose ``__call__(*inputs, train: bool)`` returns the outputs;
+  loss_fn     ``loss_fn(outputs, batch) -> [N]`` per-example loss (the step minimises its mean);
+  metrics_fn  ``metrics_fn(outputs, batch) -> {name: [N]}`` per-example metrics, e.g. accuracy (optional);
+  inputs_fn   ``inputs_fn(batch) -> tuple`` of model inputs (default ``(batch["x"],)``), runs inside ``jit``;
+  sources     training / validation / test examples (``ArraySource`` or the same interface).
+"""
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from cnnlab.train.logs import MetricsLog, plot_curves
+from cnnlab.train.pipeline import eval_batches, train_indices
+from cnnlab.train.state import TrainConfig, create_train_state, learning_rate_schedule
+
+
+def default_inputs(batch):
+    return (batch["x"],)
+
+
+def data_mesh(devices=None) -> jax.sharding.Mesh:
+    """A 1-D mesh over all local devices (axis "data"): batches are split along it, parameters replicated."""
+    devices = jax.local_devices() if devices is None else devices
+    # Auto axes let XLA insert the gradient all-reduce itself (explicit axes would need jax.set_mesh).
+    return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+
+
+@functools.lru_cache(maxsize=16)  # Linen modules are hashable: a second run of the same task reuses the compiles
+def make_steps(model, loss_fn, metrics_fn=None, inputs_fn=None):
+    """Jit-compiled ``train_step(state, batch) -> (state, metrics)`` and
+    ``eval_step(variables, batch, mask) -> sums`` (per-example values summed with ``mask``, plus "count")."""
+    inputs_fn = inputs_fn or default_inputs
+    metrics_fn = metrics_fn or (lambda outputs, batch: {})
+
+    def train_step(state, batch):
+        # One key per step, derived from the step number: resuming draws the same dropout masks.
+        rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+        def objective(params):
+            outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
+                                           *inputs_fn(batch), train=True, mutable=["batch_stats"],
+                                           rngs={"dropout": rng})
+            return jnp.mean(loss_fn(outputs, batch)), (outputs, updates.get("batch_stats", {}))
+
+        (loss, (outputs, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+        metrics = {"loss": loss, **{k: jnp.mean(v) for k, v in metrics_fn(outputs, batch).items()}}
+        return state, metrics
+
+    def eval_step(variables, batch, mask):
+        outputs = model.apply(variables, *inputs_fn(batch), train=False)
+        values = {"loss": loss_fn(outputs, batch), **metrics_fn(outputs, batch)}
+        return {"count": jnp.sum(mask), **{k: jnp.sum(v * mask) for k, v in values.items()}}
+
+    return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+
+
+def evaluate(eval_step, variables, source, batch_size: int, mesh=None) -> dict:
+    """Mean loss and metrics of ``variables`` over every example of ``source`` (padded batches masked out)."""
+    mesh = mesh or data_mesh()
+    if batch_size % mesh.size:
+        raise ValueError(f"evaluate: batch_size {batch_size} must be divisible by the {mesh.size} devices")
+    sharding = NamedSharding(mesh, P("data"))
+    totals = None
+    for batch, mask in eval_batches(source, batch_size):
+        sums = eval_step(variables, jax.device_put(batch, sharding), jax.device_put(mask, sharding))
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    totals = jax.device_get(totals)
+    return {k: float(v / totals["count"]) for k, v in totals.items() if k != "count"}
+
+
+def _variables(state):
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def _is_better(value, best, mode):
+    return best is None or (value < best if mode == "min" else value > best)
+
+
+def _check_run_config(workdir: Path, run_config: dict) -> None:
+    """A workdir belongs to one configuration: resuming with other settings would mix two runs."""
+    path = workdir / "config.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != run_config:
+            raise ValueError(f"train_and_evaluate: {workdir} holds a run with another configuration "
+                             f"({path}); use a new output folder or the same settings.\n"
+                             f"saved: {saved}\nnow:   {run_config}")
+    else:
+        path.write_text(json.dumps(run_config, indent=2) + "\n")
+
+
+def checkpoint_manager(workdir, max_to_keep: int = 2) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(Path(workdir).resolve() / "checkpoints",
+                                 options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def load_best_variables(workdir, variables_template) -> tuple[dict, dict]:
+    """The best-on-validation ``{"params", "batch_stats"}`` of the run in ``workdir`` and its metadata."""
+    mngr = checkpoint_manager(workdir)
+    step = mngr.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"load_best_variables: no checkpoint in {Path(workdir) / 'checkpoints'}")
+    restored = mngr.restore(step, args=ocp.args.Composite(best=ocp.args.StandardRestore(variables_template),
+                                                          meta=ocp.args.JsonRestore()))
+    mngr.close()
+    return restored["best"], restored["meta"]
+
+
+def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_source, val_source,
+                       test_source=None, metrics_fn=None, inputs_fn=None, task_config=None,
+                       extra_results=None, mesh=None) -> dict:
+    """Train ``model`` as ``config`` says, resuming from ``workdir``'s last checkpoint if there is one.
+
+    Writes into ``workdir``: ``config.json`` (``config`` and ``task_config``), ``checkpoints/`` (Orbax: the
+    train state, the best weights so far, metadata), ``metrics.jsonl``, ``curves.png`` and ``results.json``.
+    Returns the results dict: ``steps``, ``best_step``, ``train_loss`` (mean over the last ``log_every``
+    steps), ``val_<metric>`` and ``test_<metric>`` of the best weights, ``wall_seconds``,
+    ``examples_per_second`` (training steps only, compile excluded), ``devices``, and ``extra_results``.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    inputs_fn = inputs_fn or default_inputs
+    mesh = mesh or data_mesh()
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(config, name) % mesh.size:
+            raise ValueError(f"train_and_evaluate: config.{name} {getattr(config, name)} must be divisible "
+                             f"by the number of devices ({mesh.size})")
+    _check_run_config(workdir, {"train": config.to_dict(), "task": task_config or {}})
+    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+
+    state = create_train_state(model, config, inputs_fn(train_source[np.arange(1)]))
+    state = jax.device_put(state, replicated)
+    best = jax.tree.map(jnp.copy, _variables(state))
+    meta = {"best_step": 0, "best_value": None, "wall_seconds": 0.0, "train_seconds": 0.0, "train_examples": 0}
+    log = MetricsLog(workdir / "metrics.jsonl")
+    mngr = checkpoint_manager(workdir, config.max_to_keep)
+    if mngr.latest_step() is not None:
+        restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(state), best=ocp.args.StandardRestore(best),
+            meta=ocp.args.JsonRestore()))
+        state, best, meta = restored["state"], restored["best"], restored["meta"]
+    start = int(state.step)
+    log.truncate_after(start)
+    train_step, eval_step = make_steps(model, loss_fn, metrics_fn, inputs_fn)
+    schedule = learning_rate_schedule(config)
+
+    began, timed_from, pending, train_means = time.perf_counter(), None, [], {}
+    bar = tqdm(total=config.steps, initial=start, disable=not config.progress, desc="train", unit="step")
+    try:
+        for step in range(start, config.steps):
+            batch = train_source[train_indices(len(train_source), config.batch_size, config.seed, step)]
+            state, metrics = train_step(state, jax.device_put(batch, sharded))
+            pending.append(metrics)
+            done = step + 1
+            if timed_from is None:  # the first step of a process includes compilation: not timed
+                jax.block_until_ready(state)
+                timed_from, timed_steps = time.perf_counter(), 0
+            else:
+                timed_steps += 1
+            is_eval = done % config.eval_every == 0 or done == config.steps
+            is_save = done % config.checkpoint_every == 0 or done == config.steps
+            if done % config.log_every == 0 or is_eval or is_save:
+                train_means = {k: float(np.mean(v)) for k, v in jax.device_get(jax.tree.map(
+                    lambda *xs: jnp.stack(xs), *pending)).items()}
+                pending = []
+                now = time.perf_counter()
+                meta["train_seconds"] += now - timed_from
+                meta["train_examples"] += timed_steps * config.batch_size
+                timed_from, timed_steps = now, 0
+                speed = meta["train_examples"] / max(meta["train_seconds"], 1e-9)
+                log.append({"step": done, "split": "train", **train_means,
+                            "learning_rate": float(schedule(step)), "examples_per_second": speed})
+                bar.set_postfix({**{k: f"{v:.4f}" for k, v in train_means.items()}, "ex/s": f"{speed:.0f}"})
+            if is_eval:
+                val = evaluate(eval_step, _variables(state), val_source, config.eval_batch_size, mesh)
+                log.append({"step": done, "split": "val", **val})
+                if _is_better(val[config.select_metric], meta["best_value"], config.select_mode):
+                    best = jax.tree.map(jnp.copy, _variables(state))
+                    meta.update(best_step=done, best_value=val[config.select_metric])
+                if config.progress:
+                    bar.write(f"step {done}: " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()))
+                timed_from = time.perf_counter()  # validation time is not training time
+            if is_save:
+                meta["wall_seconds"] += time.perf_counter() - began
+                began = time.perf_counter()
+                mngr.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                        best=ocp.args.StandardSave(best),
+                                                        meta=ocp.args.JsonSave(meta)))
+            bar.update(1)
+        bar.close()
+    finally:
+        mngr.wait_until_finished()
+        mngr.close()
+
+    results = {"steps": int(state.step), "best_step": meta["best_step"],
+               "train_loss": train_means.get("loss", _last(log, "train", "loss"))}
+    for split, source in (("val", val_source), ("test", test_source)):
+        if source is not None:
+            results.update({f"{split}_{k}": v for k, v in
+                            evaluate(eval_step, best, source, config.eval_batch_size, mesh).items()})
+    results.update(wall_seconds=meta["wall_seconds"] + time.perf_counter() - began,
+                   examples_per_second=meta["train_examples"] / max(meta["train_seconds"], 1e-9),
+                   devices=mesh.size, device_kind=mesh.devices.flat[0].device_kind, **(extra_results or {}))
+    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot_curves(log.read(), workdir / "curves.png", title=workdir.name)
+    return results
+
+
+def _last(log, split, metric):
+    values = [r[metric] for r in log.read() if r["split"] == split and metric in r]
+    return values[-1] if values else None

@@ -1,0 +1,100 @@
+"""The training configuration, the train state and the optimiser (§2.3: SGD with momentum, step schedules)."""
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run; an experiment is one of these (see ``experiments/``).
+
+    The learning rate is piecewise constant: it starts at ``learning_rate`` and is multiplied by
+    ``lr_scales[i]`` at step ``lr_boundaries[i]``, e.g. §6.3's warm-up and decay
+    ``lr_boundaries=(200, 1000, 70_000, 90_000), lr_scales=(10, 10, 0.1, 0.1)``.
+    """
+    steps: int
+    batch_size: int
+    learning_rate: float
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0        # L2 penalty added to the gradient (coupled, as in classic SGD)
+    grad_clip_norm: float | None = None
+    lr_boundaries: tuple = ()
+    lr_scales: tuple = ()
+    eval_every: int = 500            # validate (and maybe pick as best) every this many steps
+    checkpoint_every: int = 500      # Orbax checkpoint every this many steps (and at the end)
+    eval_batch_size: int = 500
+    log_every: int = 50              # train metrics to metrics.jsonl / progress bar
+    select_metric: str = "loss"      # validation metric that picks the best weights (§4.3)
+    select_mode: str = "min"         # "min" or "max"
+    seed: int = 0
+    max_to_keep: int = 2
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "eval_batch_size", "log_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig: {name} must be a positive int, got {value!r}")
+        if len(self.lr_boundaries) != len(self.lr_scales):
+            raise ValueError(f"TrainConfig: lr_boundaries {self.lr_boundaries} and lr_scales "
+                             f"{self.lr_scales} must have the same length")
+        if list(self.lr_boundaries) != sorted(self.lr_boundaries):
+            raise ValueError(f"TrainConfig: lr_boundaries must increase, got {self.lr_boundaries}")
+        if self.select_mode not in ("min", "max"):
+            raise ValueError(f"TrainConfig: select_mode must be 'min' or 'max', got {self.select_mode!r}")
+        object.__setattr__(self, "lr_boundaries", tuple(int(b) for b in self.lr_boundaries))
+        object.__setattr__(self, "lr_scales", tuple(float(s) for s in self.lr_scales))
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
+    """Piecewise-constant learning rate: ``learning_rate`` times the product of the scales passed so far."""
+    scales = {}
+    for boundary, scale in zip(config.lr_boundaries, config.lr_scales):
+        scales[boundary] = scales.get(boundary, 1.0) * scale  # repeated boundaries multiply
+    return optax.piecewise_constant_schedule(config.learning_rate, scales)
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """SGD with momentum (Eq. (5)–(6) family) on the piecewise-constant schedule, optional L2 and clipping."""
+    parts = []
+    if config.grad_clip_norm is not None:
+        parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
+    if config.weight_decay:
+        parts.append(optax.add_decayed_weights(config.weight_decay))
+    parts.append(optax.sgd(learning_rate_schedule(config), momentum=config.momentum or None,
+                           nesterov=config.nesterov))
+    return optax.chain(*parts)
+
+
+class TrainState(train_state.TrainState):
+    """Flax's TrainState (step, params, opt_state) plus BatchNorm statistics and the run's PRNG key.
+
+    ``rng`` never changes: step ``s`` uses ``jax.random.fold_in(rng, s)``, so a resumed run draws the same
+    random numbers as an uninterrupted one.
+    """
+    batch_stats: Any = None
+    rng: jax.Array = None
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_init(model):
+    return jax.jit(lambda key, *xs: model.init({"params": key, "dropout": key}, *xs, train=False))
+
+
+def create_train_state(model, config: TrainConfig, example_inputs: tuple) -> TrainState:
+    """Initialise ``model`` on ``example_inputs`` (a tuple of arrays, batch first) with ``config.seed``."""
+    init_key, run_key = jax.random.split(jax.random.key(config.seed))
+    variables = _jitted_init(model)(init_key, *example_inputs)
+    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=make_optimizer(config),
+                             batch_stats=variables.get("batch_stats", {}),
+                             rng=jax.random.key_data(run_key)).replace(step=jnp.asarray(0, jnp.int32))

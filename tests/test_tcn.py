@@ -1,0 +1,111 @@
+"""TCN (§6): receptive field vs gradient support, padding-scheme and streaming equalities, dilations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnlab.nn.conv1d import Conv1D
+from cnnlab.tcn import TCN, TemporalConvNet, block_dilations, init_cache, step, stream, tcn_receptive_field
+
+BLOCKS = ("single", "double", "radical")
+
+
+def gradient_support(net, T, c_in=1):
+    """Input steps on which d(last output)/d(input) is non-zero: the receptive field, measured."""
+    x = jnp.zeros((1, T, c_in))
+    params = net.init(jax.random.key(0), x)["params"]
+    # Positive kernels (weight-norm scale 1) and positive inputs keep every ReLU active and rule out
+    # cancellations, so a zero gradient can only mean "not connected".
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, v: jnp.ones_like(v) if path[-1].key == "scale" else jnp.abs(v), params)
+    grad = jax.jit(jax.grad(lambda x: net.apply({"params": params}, x)[0, -1].sum()))
+    g = grad(jax.random.uniform(jax.random.key(1), (1, T, c_in), minval=0.5, maxval=1.0))
+    return np.any(np.asarray(g[0]) != 0, axis=-1)
+
+
+@pytest.mark.parametrize("block,num_blocks,kernel_size,dilation", [
+    ("single", 3, 3, "linear"),
+    ("double", 3, 2, "exponential"),
+    ("radical", 2, 3, "linear"),
+    ("single", 2, 4, (2, 5)),
+])
+def test_receptive_field_equals_gradient_support(block, num_blocks, kernel_size, dilation):
+    net = TemporalConvNet(block=block, num_blocks=num_blocks, channels=2, kernel_size=kernel_size,
+                          dilation=dilation)
+    r = net.receptive_field()
+    support = gradient_support(net, T=r + 7)
+    assert not support[:7].any() and support[7] and support[-1]  # Eq. (66) is the span of the support
+    if net.dilations()[0] == 1:  # with d_1 = 1 there are no holes; dilations (2, 5) miss offsets 1 and 3
+        assert support[7:].all()
+
+
+@pytest.mark.parametrize("block,num_blocks,expected", [("single", 12, 2101), ("radical", 6, 1921)])
+def test_receptive_field_of_paper_configs_measured(block, num_blocks, expected):
+    # The paper quotes 1001 (Single/Double) and 1021 (Radical); the architecture as described (24
+    # convolutions, k = 6, d_b = 3b - 2 / 6b - 5) sees 2101 / 1921 steps: see docs/derivations.md.
+    net = TemporalConvNet(block=block, num_blocks=num_blocks, channels=1, kernel_size=6)
+    assert net.receptive_field() == expected
+    support = gradient_support(net, T=expected + 5)
+    assert support.sum() == expected and not support[4] and support[5]
+
+
+def test_block_dilations_follow_section_6_3_3():
+    assert block_dilations("single", 4) == (1, 4, 7, 10)  # d_b = 3b - 2
+    assert block_dilations("radical", 3) == (1, 7, 13)  # d_b = 6b - 5
+    assert block_dilations("double", 4, "exponential") == (1, 2, 4, 8)
+    assert tcn_receptive_field("single", 8, 7, "exponential") == 3061  # the original TCN [33] on sMNIST
+    with pytest.raises(ValueError, match="block_dilations: an explicit dilation list needs 2"):
+        block_dilations("single", 2, (1, 2, 3))
+    with pytest.raises(ValueError, match="block must be one of"):
+        block_dilations("triple", 2)
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    return jax.random.normal(jax.random.key(3), (2, 23, 2))
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_left_and_symmetric_padding_give_identical_outputs_and_grads(block, sequences):
+    left = TCN(block=block, num_blocks=2, channels=3, kernel_size=3, padding="left")
+    symmetric = TCN(block=block, num_blocks=2, channels=3, kernel_size=3, padding="symmetric")
+    params = left.init(jax.random.key(0), sequences)["params"]
+    labels = jnp.array([1, 7])
+
+    def loss(model):
+        def f(params, x):
+            logits = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.key(5)})
+            return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(2), labels])
+        return jax.value_and_grad(f, argnums=(0, 1))(params, sequences)
+
+    (l_left, g_left), (l_sym, g_sym) = loss(left), loss(symmetric)
+    np.testing.assert_allclose(l_left, l_sym, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8), g_left, g_sym)
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_streaming_equals_full_sequence(block, sequences):
+    net = TemporalConvNet(block=block, num_blocks=2, channels=3, kernel_size=3)
+    params = net.init(jax.random.key(0), sequences)["params"]
+    np.testing.assert_allclose(stream(net, params, sequences), net.apply({"params": params}, sequences),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_streaming_tcn_logits_equal_full_model_at_every_prefix(sequences):
+    model = TCN(block="single", num_blocks=2, channels=3, kernel_size=2, dilation="exponential")
+    params = model.init(jax.random.key(0), sequences)["params"]
+    cache = init_cache(model, params, batch_size=2, in_channels=2)
+    jit_step, full = jax.jit(step, static_argnums=0), jax.jit(model.apply)
+    for t in range(4):
+        logits, cache = jit_step(model, params, cache, sequences[:, t])
+        np.testing.assert_allclose(logits, full({"params": params}, sequences[:, :t + 1]), rtol=1e-5, atol=1e-6)
+
+
+def test_conv1d_rejects_bad_arguments(sequences):
+    with pytest.raises(ValueError, match="Conv1D: padding must be one of"):
+        Conv1D(3, 2, padding="both").init(jax.random.key(0), sequences)
+    with pytest.raises(ValueError, match=r"Conv1D: decode=True takes one time step"):
+        Conv1D(3, 2).init(jax.random.key(0), sequences, decode=True)
+    with pytest.raises(ValueError, match=r"step: x_t must be one time step"):
+        step(TCN(num_blocks=1, channels=2), None, None, sequences)

@@ -1,0 +1,144 @@
+"""The training engine: data parallelism, resume, determinism, schedules, evaluation, best-on-validation."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import train_tiny
+from cnnlab import train
+
+TIMING = ("wall_seconds", "examples_per_second")
+
+
+def _without_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+def _best(workdir):
+    return train.load_best_variables(workdir, _template())[0]
+
+
+def _template():
+    state = train.create_train_state(train_tiny.TinyNet(), train_tiny.config(), (np.zeros((1, 5), np.float32),))
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    return workdir, train_tiny.run(workdir)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class KilledAt(train.ArraySource):
+    """Training source that fails when asked for training batch number ``at`` (a kill mid-run)."""
+
+    def __init__(self, source, at):
+        super().__init__(**source.arrays)
+        self.at, self.calls = at, 0
+
+    def __getitem__(self, indices):
+        if len(indices) > 1:
+            if self.calls == self.at:
+                raise Interrupted
+            self.calls += 1
+        return super().__getitem__(indices)
+
+
+def test_resume_after_kill_ends_like_uninterrupted_run(uninterrupted, tmp_path):
+    workdir, expected = uninterrupted
+    source, _ = train_tiny.sources()
+    with pytest.raises(Interrupted):
+        train_tiny.run(tmp_path, train_source=KilledAt(source, at=15))  # the checkpoint at step 12 exists
+    assert not (tmp_path / "results.json").exists()
+    resumed = train_tiny.run(tmp_path)  # the same command again
+    assert _without_timing([resumed]) == _without_timing([expected])
+    log = lambda d: _without_timing(train.MetricsLog(d / "metrics.jsonl").read())
+    assert log(tmp_path) == log(workdir)
+    jax.tree.map(np.testing.assert_array_equal, _best(tmp_path), _best(workdir))
+
+
+def test_same_seed_same_run_other_seed_other_run(uninterrupted, tmp_path):
+    workdir, expected = uninterrupted
+    again = train_tiny.run(tmp_path / "same")
+    assert _without_timing([again]) == _without_timing([expected])
+    jax.tree.map(np.testing.assert_array_equal, _best(tmp_path / "same"), _best(workdir))
+    other = train_tiny.run(tmp_path / "other", seed=1)
+    assert other["train_loss"] != expected["train_loss"]
+
+
+def test_best_on_validation_is_the_reported_one(uninterrupted):
+    workdir, results = uninterrupted
+    val = [r for r in train.MetricsLog(workdir / "metrics.jsonl").read() if r["split"] == "val"]
+    assert [r["step"] for r in val] == [6, 12, 18, 24]
+    best = max(val, key=lambda r: r["accuracy"])  # first maximum wins, as in the engine
+    assert results["best_step"] == best["step"]
+    assert results["val_accuracy"] == pytest.approx(best["accuracy"], abs=1e-6)
+    assert (workdir / "curves.png").stat().st_size > 0
+    assert json.loads((workdir / "results.json").read_text())["steps"] == 24
+
+
+def test_eight_devices_match_single_device_losses(uninterrupted, tmp_path):
+    _, expected = uninterrupted
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": str(Path(__file__).parent.parent)}
+    out = subprocess.run([sys.executable, str(Path(__file__).parent / "train_tiny.py"), str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=300, check=True)
+    parallel = json.loads(out.stdout.strip().splitlines()[-1])
+    assert parallel["results"]["devices"] == 8
+    single = [r["loss"] for r in train.MetricsLog(uninterrupted[0] / "metrics.jsonl").read()
+              if r["split"] == "train"]
+    np.testing.assert_allclose(parallel["losses"], single, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(parallel["results"]["test_loss"], expected["test_loss"], rtol=1e-4)
+
+
+def test_changed_settings_in_same_workdir_raise(uninterrupted):
+    workdir, _ = uninterrupted
+    with pytest.raises(ValueError, match="another configuration"):
+        train_tiny.run(workdir, learning_rate=0.5)
+
+
+def test_config_rejects_bad_settings_before_work():
+    with pytest.raises(ValueError, match="TrainConfig: batch_size must be a positive int, got 0"):
+        train_tiny.config(batch_size=0)
+    with pytest.raises(ValueError, match="same length"):
+        train_tiny.config(lr_boundaries=(5, 10), lr_scales=(0.1,))
+
+
+def test_warmup_and_decay_schedule_matches_section_6_3():
+    config = train.TrainConfig(steps=100_000, batch_size=100, learning_rate=0.001,
+                               lr_boundaries=(200, 1000, 70_000, 90_000), lr_scales=(10, 10, 0.1, 0.1))
+    schedule = train.learning_rate_schedule(config)
+    expected = {0: 0.001, 199: 0.001, 200: 0.01, 999: 0.01, 1000: 0.1, 69_999: 0.1, 70_000: 0.01,
+                90_000: 0.001}
+    assert {s: pytest.approx(float(schedule(s)), rel=1e-6) for s in expected} == expected
+
+
+def test_train_indices_are_epoch_permutations_and_reproducible():
+    batches = np.stack([train.train_indices(10, 3, seed=7, step=s) for s in range(6)])
+    assert sorted(batches[:3].ravel()) == sorted(set(batches[:3].ravel()))  # no repeats within an epoch
+    np.testing.assert_array_equal(batches[4], train.train_indices(10, 3, seed=7, step=4))
+    assert not np.array_equal(batches[:3], batches[3:])  # a fresh permutation each epoch
+
+
+def test_evaluate_masks_padded_examples():
+    _, val = train_tiny.sources()  # 40 examples, batches of 16: the last one is padded by 8
+    model = train_tiny.TinyNet()
+    state = train.create_train_state(model, train_tiny.config(), (val.arrays["x"][:1],))
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    _, eval_step = train.make_steps(model, train_tiny.loss_fn, train_tiny.metrics_fn)
+    got = train.evaluate(eval_step, variables, val, batch_size=16)
+    logits = np.asarray(model.apply(variables, val.arrays["x"], train=False), np.float64)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    y = val.arrays["y"]
+    assert got["loss"] == pytest.approx(-log_probs[np.arange(len(y)), y].mean(), rel=1e-5)
+    assert got["accuracy"] == pytest.approx((logits.argmax(-1) == y).mean())
