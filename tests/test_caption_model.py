@@ -21,13 +21,13 @@ VOCAB = 7  # <PAD>, <EOS>, <UKN> and four words
 
 
 class TinyEncoder(nn.Module):
-    """Stands in for ResNet-18: ``images -> (feature maps, pooled [N, features])``."""
+    """Stands in for ResNet-18: ``images -> {"pooled": [N, features]}``."""
     features: int = 16
 
     @nn.compact
     def __call__(self, x, train=False):
         h = nn.relu(nn.Conv(4, (3, 3), strides=2)(x))
-        return [h], nn.Dense(self.features)(h.mean((1, 2)))
+        return {"conv2": h, "pooled": nn.Dense(self.features)(h.mean((1, 2)))}
 
 
 def _model(decoder):
@@ -66,10 +66,11 @@ def test_caption_loss_averages_over_unpadded_words_only():
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     words = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
     expected = -np.mean([logp[i, t, tokens[i, t]] for i, t in words])
-    assert float(caption_loss(jnp.asarray(logits), jnp.asarray(tokens))) == pytest.approx(expected, rel=1e-6)
+    per_caption = caption_loss(jnp.asarray(logits), jnp.asarray(tokens))
+    assert per_caption.shape == (2,) and float(per_caption.mean()) == pytest.approx(expected, rel=1e-6)
     logits[0, 3] += 100.0  # padding positions do not count
     logits[1, 2:] = rng.normal(size=(2, VOCAB))
-    assert float(caption_loss(jnp.asarray(logits), jnp.asarray(tokens))) == pytest.approx(expected, rel=1e-6)
+    assert float(caption_loss(jnp.asarray(logits), jnp.asarray(tokens)).mean()) == pytest.approx(expected, rel=1e-6)
 
 
 def test_greedy_picks_teacher_forced_argmax_without_ukn(setup):

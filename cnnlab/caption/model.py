@@ -17,15 +17,13 @@ Decoders (``decoder=``):
 """
 
 import jax.numpy as jnp
-import optax
 from flax import linen as nn
 
+from cnnlab import ops
 from cnnlab.caption.vocab import PAD_ID
+from cnnlab.nn.resnet import ResNet, normalize_imagenet
 
 DECODERS = ("tcn", "gru", "tcn-concat")
-# torchvision's ImageNet statistics: the encoder is meant to start from its pretrained ResNet-18 (§7.2.3).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class GRULayers(nn.Module):
@@ -49,8 +47,8 @@ ScanGRU = nn.scan(GRULayers, variable_broadcast="params", split_rngs={"params": 
 class CaptionModel(nn.Module):
     """``images: uint8 [N, H, W, 3]``, ``tokens: int [N, L]`` -> next-word logits ``[N, L, vocab_size]``.
 
-    encoder: a module ``images -> (feature maps, pooled [N, 512])`` in Linen's ``train=`` convention;
-        ``None`` is ``cnnlab.nn.resnet.ResNet(depth=18)`` (tests pass a small one).
+    encoder: a module ``x, train -> {..., "pooled": [N, 512]}`` on ImageNet-normalised images, like
+        ``cnnlab.nn.resnet.ResNet``; ``None`` is ``ResNet(depth=18)`` (tests pass a small one).
     """
     vocab_size: int
     decoder: str = "tcn"
@@ -66,11 +64,7 @@ class CaptionModel(nn.Module):
     def setup(self):
         if self.decoder not in DECODERS:
             raise ValueError(f"CaptionModel: decoder must be one of {DECODERS}, got {self.decoder!r}")
-        if self.encoder is None:
-            from cnnlab.nn.resnet import ResNet
-            self.image_encoder = ResNet(depth=18)
-        else:
-            self.image_encoder = self.encoder
+        self.image_encoder = ResNet(depth=18) if self.encoder is None else self.encoder
         self.embed = nn.Embed(self.vocab_size, self.embed_dim)
         if self.decoder == "gru":
             self.gru = ScanGRU(self.gru_hidden, self.gru_layers)
@@ -85,8 +79,7 @@ class CaptionModel(nn.Module):
         """``images: uint8 [N, H, W, 3]`` -> pooled feature ``[N, 512]``, the start-of-string token."""
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"CaptionModel: images must be [N, H, W, 3], got shape {images.shape}")
-        x = (images.astype(jnp.float32) / 255.0 - jnp.array(IMAGENET_MEAN)) / jnp.array(IMAGENET_STD)
-        feature = self.image_encoder(x, train=train)[-1]
+        feature = self.image_encoder(normalize_imagenet(images.astype(jnp.float32) / 255.0), train=train)["pooled"]
         if feature.shape[-1] != self.embed_dim:
             raise ValueError(f"CaptionModel: encoder feature {feature.shape} must have embed_dim "
                              f"{self.embed_dim} channels: it is fed as the first word")
@@ -129,12 +122,16 @@ class CaptionModel(nn.Module):
 
 
 def caption_loss(logits, tokens):
-    """Eq. (67): cross-entropy averaged over the predicted words ``S`` (every non-padding target).
+    """Eq. (67) as a per-caption loss ``[N]`` whose batch mean is the cross-entropy averaged over ``S``.
 
+    ``S`` is every predicted word of the batch (padding excluded), so caption ``i`` contributes
+    ``N * sum_t ce[i, t] / |S|``: long captions weigh more, as in Eq. (67), and the engine's mean over the
+    batch gives exactly ``-(1/|S|) sum_S p log p_hat``.
     logits: ``[N, L, V]``; tokens: int ``[N, L]`` targets, ``<PAD>`` (id 0) masked out.
     """
-    if logits.shape[:2] != tokens.shape:
-        raise ValueError(f"caption_loss: logits {logits.shape} and tokens {tokens.shape} must agree on [N, L]")
+    if logits.ndim != 3 or logits.shape[:2] != tokens.shape:
+        raise ValueError(f"caption_loss: logits [N, L, V] {logits.shape} and tokens [N, L] {tokens.shape} "
+                         "must agree on [N, L]")
     mask = (tokens != PAD_ID).astype(logits.dtype)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, tokens)
-    return jnp.sum(ce * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+    ce = ops.cross_entropy(logits, tokens) * mask
+    return tokens.shape[0] * jnp.sum(ce, axis=1) / jnp.maximum(jnp.sum(mask), 1.0)
