@@ -23,6 +23,8 @@ def main(argv=None) -> int:
     facedet_cli.add_eval_parser(evaluate)
     from cnnlab.caption import cli as caption_cli
     caption_cli.add_eval_parser(evaluate)
+    caption_cli.add_train_parser(train)
+    caption_cli.add_caption_parser(commands)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
