@@ -1,6 +1,7 @@
 """``cnnlab train caption``, ``cnnlab eval caption`` and ``cnnlab caption IMAGE...`` (§7, Table 7)."""
 
 import base64
+import dataclasses
 import html
 import io
 import json
@@ -20,7 +21,9 @@ def _coco_root(args):
 
 def add_train_parser(train):
     p = train.add_parser("caption", help="train a captioner: ResNet-18 + TCN or GRU decoder (§7)")
-    p.add_argument("--decoder", choices=("tcn", "gru", "tcn-concat"), default="tcn")
+    p.add_argument("--config", help="an experiments/caption_*.py file (get_config() -> (CaptionConfig, "
+                   "TrainConfig)); replaces the settings below except --decoder, --data-dir, --out")
+    p.add_argument("--decoder", choices=("tcn", "gru", "tcn-concat"), default=None, help="default tcn")
     p.add_argument("--data-dir", help="COCO layout: annotations/captions_{train,val}2017.json + {train,val}2017/ "
                    f"(default: ${DATA_DIR_ENV}/coco/mini, COCO-MINI)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, vocab.json, results.json)")
@@ -59,11 +62,30 @@ def add_caption_parser(commands):
     p.set_defaults(func=caption_main)
 
 
+def _load_config(path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("caption_experiment", path)
+    if spec is None or not Path(path).is_file():
+        raise SystemExit(f"cnnlab train caption: no experiment file {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
 def train_main(args):
     from cnnlab import train as engine
     from cnnlab.caption.train import CaptionConfig, train_and_evaluate
 
-    config = CaptionConfig(decoder=args.decoder, image_size=args.image_size, max_length=args.max_length,
+    if args.config:
+        config, train_config = _load_config(args.config)
+        if args.decoder:
+            config = dataclasses.replace(config, decoder=args.decoder)
+        results = train_and_evaluate(config, train_config, args.out, _coco_root(args),
+                                     score_untrained=args.score_untrained)
+        print(json.dumps(results, indent=2))
+        return
+    config = CaptionConfig(decoder=args.decoder or "tcn", image_size=args.image_size, max_length=args.max_length,
                            score_images=args.score_images, train_images=args.train_images,
                            val_images=args.val_images)
     boundaries = tuple(args.lr_boundaries)
