@@ -22,6 +22,7 @@ from flax import linen as nn
 from cnnlab import ops
 from cnnlab.caption.vocab import PAD_ID
 from cnnlab.nn.resnet import ResNet, normalize_imagenet
+from cnnlab.tcn import TemporalConvNet
 
 DECODERS = ("tcn", "gru", "tcn-concat")
 
@@ -54,7 +55,9 @@ class CaptionModel(nn.Module):
     decoder: str = "tcn"
     encoder: nn.Module | None = None
     embed_dim: int = 512  # §7.2.3 / §7.2.4: word embeddings of 512
-    tcn_blocks: int = 18  # §7.2.3: 18 Single blocks, kernel 2, dilation 1 -> receptive field 37 (+ 2 in the paper)
+    # §7.2.3: 18 Single blocks (36 convolutions), kernel 2, dilation 1. Eq. (66) gives a receptive field of 37
+    # steps (cnnlab.tcn.tcn_receptive_field); the paper states 39.
+    tcn_blocks: int = 18
     tcn_channels: int = 256
     tcn_kernel: int = 2
     gru_hidden: int = 512  # §7.2.4: 3 hidden layers of 512
@@ -69,7 +72,6 @@ class CaptionModel(nn.Module):
         if self.decoder == "gru":
             self.gru = ScanGRU(self.gru_hidden, self.gru_layers)
         else:
-            from cnnlab.tcn import TemporalConvNet
             self.tcn = TemporalConvNet(block="single", num_blocks=self.tcn_blocks, channels=self.tcn_channels,
                                        kernel_size=self.tcn_kernel, dilation=(1,) * self.tcn_blocks,
                                        dropout=self.dropout)
