@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     mnist_cli.add_eval_parser(evaluate)
     from cnnlab.tcn import cli as tcn_cli
     tcn_cli.add_seqmnist_parser(train)
+    caption_cli.add_train_parser(train)
+    caption_cli.add_caption_parser(commands)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
