@@ -23,6 +23,8 @@ def main(argv=None) -> int:
     facedet_cli.add_eval_parser(evaluate)
     from cnnlab.caption import cli as caption_cli
     caption_cli.add_eval_parser(evaluate)
+    from cnnlab.nn import resnet_weights as weights_cli
+    weights_cli.add_parser(commands)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
