@@ -266,12 +266,16 @@ def test_imported_resnet_forward_matches_torch(torch_reference, fmt):
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), name
 
 
-def test_truncated_pth_names_the_file(torch_reference, tmp_path):
+def test_truncated_pth_or_training_checkpoint_names_the_file(torch_reference, tmp_path):
     folder = torch_reference[3]
     bad = tmp_path / "cut.pth"
     bad.write_bytes((folder / "w.pth").read_bytes()[:20000])
     with pytest.raises(ValueError, match=r"cut\.pth is not a readable torch file"):
         read_state_dict(bad)
+    torch = pytest.importorskip("torch")
+    torch.save({"state_dict": torch.load(folder / "w.pth"), "epoch": 3}, tmp_path / "ckpt.pth")
+    with pytest.raises(ValueError, match=r"ckpt\.pth is not a state_dict \{name: tensor\} \(at 'state_dict'\)"):
+        read_state_dict(tmp_path / "ckpt.pth")
 
 
 def test_cli_checks_a_pth_and_converts_it_to_safetensors(torch_reference, tmp_path):
@@ -280,6 +284,6 @@ def test_cli_checks_a_pth_and_converts_it_to_safetensors(torch_reference, tmp_pa
     assert cli.main(["weights", f"resnet{depth}", "--from", str(folder / "w.pth"), "--out", str(out)]) == 0
     a, b = load_file(str(out)), read_state_dict(folder / "w.pth")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    with pytest.raises(ValueError, match=r"w\.pth does not fit a torchvision ResNet-34"):
+    with pytest.raises(SystemExit, match=r"w\.pth does not fit a torchvision ResNet-34"):
         cli.main(["weights", "resnet34", "--from", str(folder / "w.pth"), "--out", str(out)])
 

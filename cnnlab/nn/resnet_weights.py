@@ -75,9 +75,11 @@ def read_state_dict(path) -> dict:
     except Exception as e:
         raise ValueError(f"read_state_dict: {path} is not a readable torch file "
                          f"(truncated or corrupt?): {type(e).__name__}: {e}") from e
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"read_state_dict: {path} holds a {type(obj).__name__}, not a state_dict "
-                         "{name: tensor} (save model.state_dict(), not the model or a training checkpoint)")
+    odd = next((k for k, v in obj.items() if not isinstance(v, torch.Tensor)), None) if isinstance(obj, dict) \
+        else type(obj).__name__
+    if odd is not None:
+        raise ValueError(f"read_state_dict: {path} is not a state_dict {{name: tensor}} (at {odd!r}); save "
+                         "model.state_dict(), not the model or a training checkpoint holding it")
     return {k: v.detach().cpu().numpy() for k, v in obj.items()}
 
 
@@ -240,6 +242,13 @@ def save_safetensors(state_dict, out) -> Path:
 
 
 def main(args) -> int:
+    try:
+        return _main(args)
+    except (ConnectionError, ImportError, OSError, ValueError) as e:  # a message for the user, not a traceback
+        raise SystemExit(f"cnnlab weights: {e}") from e
+
+
+def _main(args) -> int:
     depth = int(args.model.removeprefix("resnet"))
     out = args.out or weights_dir() / TORCHVISION_FILES[depth]
     if out.suffix not in (".pth", ".safetensors"):
