@@ -5,8 +5,11 @@ import beside torch 2.13), with random weights and random BN running statistics.
 state_dict from torchvision's key list written out below, so they run without torch.
 """
 
+import argparse
 import functools
 import hashlib
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,8 +19,8 @@ from safetensors.numpy import load_file, save_file
 
 from cnnlab import cli
 from cnnlab.nn.resnet import IMAGENET_MEAN, IMAGENET_STD, ResNet, normalize_imagenet
-from cnnlab.nn.resnet_weights import (download, infer_depth, load_resnet_weights, pretrained_weights,
-                                      read_state_dict, torchvision_to_flax)
+from cnnlab.nn.resnet_weights import (add_pretrained_arguments, download, infer_depth, load_resnet_weights,
+                                      pretrained_weights, read_state_dict, torchvision_to_flax)
 
 BLOCKS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3))}
 
@@ -83,6 +86,13 @@ def test_safetensors_maps_each_torchvision_key_to_flax_without_torch(resnet18_sa
     assert len(jax.tree.leaves(v)) == len(sd) - 2 - sum(k.endswith("num_batches_tracked") for k in sd)
 
 
+def test_pth_without_torch_says_how_to_get_on(tmp_path, monkeypatch):
+    (tmp_path / "w.pth").write_bytes(b"PK")
+    monkeypatch.setitem(sys.modules, "torch", None)  # as on a machine without torch
+    with pytest.raises(ImportError, match=r"w\.pth needs torch \(pip install torch==2\.13\.0\).*\.safetensors"):
+        read_state_dict(tmp_path / "w.pth")
+
+
 def test_infer_depth_reads_block_counts():
     for depth in BLOCKS:
         assert infer_depth(torchvision_shapes(depth)) == depth
@@ -145,6 +155,11 @@ def test_load_into_a_model_replaces_only_the_backbone_subtree(resnet18_safetenso
 
 def test_training_needs_weights_or_from_scratch(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CNNLAB_WEIGHTS_DIR", str(tmp_path))
+    parser = argparse.ArgumentParser()
+    add_pretrained_arguments(parser, "--encoder-weights")
+    args = parser.parse_args(["--encoder-weights", "w.safetensors"])
+    assert pretrained_weights(args.encoder_weights, 18, from_scratch=args.from_scratch, flag="") == \
+        Path("w.safetensors")
     with pytest.raises(SystemExit, match=r"--backbone-weights PATH.*resnet18-f37072fd\.pth.*--from-scratch"):
         pretrained_weights(None, 18, from_scratch=False, flag="--backbone-weights")
     assert pretrained_weights(None, 18, from_scratch=True, flag="--backbone-weights") is None

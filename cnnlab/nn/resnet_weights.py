@@ -206,6 +206,16 @@ def pretrained_weights(path, depth: int, *, from_scratch: bool, flag: str) -> Pa
                      f"online; {WEIGHTS_DIR_ENV} moves the folder), or pass --from-scratch for random weights")
 
 
+def add_pretrained_arguments(parser, flag: str) -> None:
+    """Add ``flag`` (e.g. ``--backbone-weights``) and ``--from-scratch`` to a training command's parser;
+    resolve them with ``pretrained_weights(args.<flag>, depth, from_scratch=args.from_scratch, flag=flag)``."""
+    parser.add_argument(flag, type=Path, default=None,
+                        help="torchvision ImageNet ResNet weights, .pth (needs torch) or .safetensors (default: "
+                             f"torchvision's file in ${WEIGHTS_DIR_ENV} or ~/.cache/torch/hub/checkpoints)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="start the ResNet from random weights instead (the paper starts from ImageNet's)")
+
+
 def download(url: str, out) -> Path:
     """Fetch ``url`` to ``out``, checking that its SHA-256 starts with the hex digits after the file name's '-'."""
     out = Path(out)
