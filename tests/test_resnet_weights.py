@@ -22,7 +22,9 @@ from cnnlab.nn.resnet import IMAGENET_MEAN, IMAGENET_STD, ResNet, normalize_imag
 from cnnlab.nn.resnet_weights import (add_pretrained_arguments, download, infer_depth, load_resnet_weights,
                                       pretrained_weights, read_state_dict, torchvision_to_flax)
 
-BLOCKS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3))}
+# He et al. 2016, Table 1 (written out again here, not taken from cnnlab).
+BLOCKS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
+          101: ("bottleneck", (3, 4, 23, 3)), 152: ("bottleneck", (3, 8, 36, 3))}
 
 
 def torchvision_shapes(depth):
@@ -91,6 +93,15 @@ def test_pth_without_torch_says_how_to_get_on(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # as on a machine without torch
     with pytest.raises(ImportError, match=r"w\.pth needs torch \(pip install torch==2\.13\.0\).*\.safetensors"):
         read_state_dict(tmp_path / "w.pth")
+
+
+@pytest.mark.parametrize("depth", [34, 101, 152])
+def test_every_depth_takes_exactly_torchvision_keys(depth):
+    # Read-only broadcast views: the key and shape check without allocating 60M random numbers.
+    sd = {k: np.broadcast_to(np.float32(0.5), s) for k, s in torchvision_shapes(depth).items()}
+    v = torchvision_to_flax(sd, depth)
+    assert v["params"][f"layer3_{BLOCKS[depth][1][2] - 1}"]["bn1"]["scale"].shape == (256,)
+    assert len(jax.tree.leaves(v)) == len(sd) - 2 - sum(k.endswith("num_batches_tracked") for k in sd)
 
 
 def test_infer_depth_reads_block_counts():
