@@ -173,14 +173,13 @@ def load_resnet_weights(path, depth: int, variables=None, at: str | None = None)
         for name in names[:-1]:
             tree[name] = dict(tree.get(name, {}))
             tree = tree[name]
-        old = traverse_util.flatten_dict(tree.get(names[-1], {}))
-        new = traverse_util.flatten_dict(subtree)
+        old, new = traverse_util.flatten_dict(tree.get(names[-1], {})), traverse_util.flatten_dict(subtree)
         if {p: v.shape for p, v in old.items()} != {p: v.shape for p, v in new.items()}:
             diff = sorted("/".join(p) for p in set(old) ^ set(new)) or sorted(
                 "/".join(p) for p in old if old[p].shape != new[p].shape)
             raise ValueError(f"load_resnet_weights: {collection}['{at}'] of the model is not a ResNet-{depth} "
                              f"(wrong depth or wrong at=?); differing variables: {_listed(diff)}")
-        tree[names[-1]] = subtree
+        tree[names[-1]] = traverse_util.unflatten_dict({p: v.astype(old[p].dtype) for p, v in new.items()})
     return out
 
 
