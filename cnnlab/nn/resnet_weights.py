@@ -282,9 +282,9 @@ def add_parser(commands) -> None:
     parser = commands.add_parser(
         "weights", help="download torchvision's ImageNet ResNet weights (or convert a .pth to .safetensors)")
     parser.add_argument("model", choices=[f"resnet{d}" for d in sorted(DEPTHS)])
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=Path, default=None, metavar="PATH",
                         help=f"file to write, .pth or .safetensors (default: <weights dir>/<torchvision name>, "
                              f"weights dir = ${WEIGHTS_DIR_ENV} or ~/.cache/torch/hub/checkpoints)")
-    parser.add_argument("--from", dest="source", type=Path, default=None,
+    parser.add_argument("--from", dest="source", type=Path, default=None, metavar="FILE",
                         help="a torchvision .pth obtained by hand: check it and convert it, no download")
     parser.set_defaults(func=main)
