@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     tcn_cli.add_seqmnist_parser(train)
     caption_cli.add_train_parser(train)
     caption_cli.add_caption_parser(commands)
+    from cnnlab.nn import resnet_weights as weights_cli
+    weights_cli.add_parser(commands)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
