@@ -18,15 +18,31 @@ def run_eval(args) -> int:
     if gt_dir is None:
         raise SystemExit("cnnlab eval widerface: no ground truth: pass --ground-truth DIR or set CNNLAB_DATA_DIR "
                          "to a folder holding widerface/eval_tools/ground_truth/")
-    summary = evaluate_folder(args.predictions, gt_dir, args.out)
+    predictions = args.predictions
+    if args.checkpoint is not None:
+        from cnnlab.facedet.detect import predict_widerface
+        from cnnlab.facedet.evaluation import load_ground_truth
+        from cnnlab.facedet.train import load_trained
+
+        if args.images is None or args.out is None:
+            raise SystemExit("cnnlab eval widerface --checkpoint needs --images (WIDER_val/images) and --out")
+        cfg, variables = load_trained(args.checkpoint)
+        predictions = args.out / "predictions"
+        predict_widerface(variables, cfg, load_ground_truth(gt_dir), args.images, predictions)
+    elif predictions is None:
+        raise SystemExit("cnnlab eval widerface: pass --predictions DIR or --checkpoint C --images DIR")
+    summary = evaluate_folder(predictions, gt_dir, args.out)
     print(json.dumps(summary, indent=2))
     return 0
 
 
 def add_eval_parser(evaluate_subparsers) -> None:
     p = evaluate_subparsers.add_parser("widerface", help="score detections with the official WIDER FACE protocol")
-    p.add_argument("--predictions", type=Path, required=True,
+    p.add_argument("--predictions", type=Path, default=None,
                    help="folder of submission files <event>/<image>.txt (name, count, 'x y w h score' lines)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="instead: a run folder of cnnlab train facedet; detects on --images, writes OUT/predictions")
+    p.add_argument("--images", type=Path, default=None, help="WIDER_val/images (with --checkpoint)")
     p.add_argument("--ground-truth", type=Path, default=None,
                    help="folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat "
                         "(default: $CNNLAB_DATA_DIR/widerface/eval_tools/ground_truth)")

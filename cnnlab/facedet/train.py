@@ -104,6 +104,8 @@ def train_facedet(cfg: FaceNetConfig, workdir, *, data="synthetic", num_images: 
     """Train ``cfg`` on the synthetic composite (``data="synthetic"``) or an official WIDER FACE folder, then
     detect on the validation images and score them with the official protocol's steps. Returns the results."""
     if data == "synthetic":
+        # At most 4 faces per composite: padding to 256 would make the [anchors, faces] IoU matrix 30x larger.
+        cfg = dataclasses.replace(cfg, max_faces=min(cfg.max_faces, 8))
         train_records = synthetic_faces(num_images, size=max(cfg.image_size, 256), seed=seed)
         val_records = synthetic_faces(max(num_images // 4, cfg.batch_size), size=max(cfg.image_size, 256),
                                       seed=seed + 1)
