@@ -48,8 +48,11 @@ def add_eval_parser(evaluate):
     p.add_argument("--references", help="official caption annotations (captions_val2017.json)")
     p.add_argument("--checkpoint", help="a `cnnlab train caption` run folder: caption the val split and score it")
     p.add_argument("--data-dir", help=f"COCO layout for --checkpoint (default: ${DATA_DIR_ENV}/coco/mini)")
+    p.add_argument("--split", choices=("val", "train"), default="val", help="images to caption for --checkpoint")
+    p.add_argument("--weights", choices=("best", "last"), default="best",
+                   help="best-on-validation weights, or the last training state (over-fitting runs)")
     p.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
-    p.add_argument("--limit", type=int, default=None, help="first N val images only")
+    p.add_argument("--limit", type=int, default=None, help="first N images only")
     p.add_argument("--out", default=".", help="folder for results.json (default: current folder)")
     p.set_defaults(func=eval_main)
 
@@ -118,18 +121,20 @@ def _eval_checkpoint(args, out):
     from cnnlab.caption import metrics
     from cnnlab.caption.train import caption_images, load_captioner, load_source
 
-    model, variables, vocab, config = load_captioner(args.checkpoint)
-    source, paths, ids, refs = load_source(_coco_root(args), "val", vocab, config, args.limit)
+    model, variables, vocab, config = load_captioner(args.checkpoint, args.weights)
+    source, paths, ids, refs = load_source(_coco_root(args), args.split, vocab, config, args.limit)
     generated = caption_images(model, variables, vocab, source.images, beam=args.beam, max_length=config.max_length)
     scores = metrics.score_captions(dict(zip(ids, generated)), dict(zip(ids, refs)))
     out.mkdir(parents=True, exist_ok=True)
     (out / "predictions.json").write_text(json.dumps(
         [{"image_id": i, "caption": c} for i, c in zip(ids, generated)], indent=1) + "\n")
-    name = f"{config.decoder} ({Path(args.checkpoint).name}, {len(ids)} val images, beam {args.beam})"
+    name = (f"{config.decoder} ({Path(args.checkpoint).name}, {args.weights} weights, {len(ids)} {args.split} "
+            f"images, beam {args.beam})")
     (out / "table.md").write_text(table_markdown({name: scores}))
     (out / "captions.html").write_text(captions_html(paths, generated, refs, name))
     print(table_markdown({name: scores}))
-    return {**scores, "images": len(ids), "beam": args.beam, "decoder": config.decoder}
+    return {**scores, "images": len(ids), "split": args.split, "weights": args.weights, "beam": args.beam,
+            "decoder": config.decoder}
 
 
 def table_markdown(rows: dict) -> str:

@@ -127,16 +127,40 @@ def _template(model, config: CaptionConfig):
     return jax.eval_shape(lambda: model.init(jax.random.key(0), images, jnp.zeros((1, config.max_length), jnp.int32)))
 
 
-def load_captioner(workdir):
-    """(model, best variables, vocab, config) of a finished ``train_and_evaluate`` run in ``workdir``."""
+def load_captioner(workdir, weights: str = "best"):
+    """(model, variables, vocab, config) of a finished ``train_and_evaluate`` run in ``workdir``.
+
+    weights: ``"best"`` (best on validation, what the engine keeps for evaluation) or ``"last"`` (the final
+    training state: what an over-fitting run has memorised).
+    """
+    if weights not in ("best", "last"):
+        raise ValueError(f"load_captioner: weights must be 'best' or 'last', got {weights!r}")
     workdir = Path(workdir)
     for name in ("config.json", "vocab.json"):
         if not (workdir / name).is_file():
             raise FileNotFoundError(f"load_captioner: {workdir} is not a captioning run (no {name})")
-    task = json.loads((workdir / "config.json").read_text())["task"]
+    saved = json.loads((workdir / "config.json").read_text())
+    task = saved["task"]
     fields = {f.name for f in dataclasses.fields(CaptionConfig)}
     config = CaptionConfig(**{k: v for k, v in task.items() if k in fields})
     vocab = Vocab.load(workdir / "vocab.json")
     model = config.model(len(vocab))
-    variables, _ = engine.load_best_variables(workdir, _template(model, config))
+    if weights == "best":
+        variables, _ = engine.load_best_variables(workdir, _template(model, config))
+    else:
+        variables = _load_last_variables(workdir, model, config, engine.TrainConfig(**saved["train"]))
     return model, variables, vocab, config
+
+
+def _load_last_variables(workdir, model, config, train_config):
+    import orbax.checkpoint as ocp
+
+    example = (jnp.zeros((1, config.image_size, config.image_size, 3), jnp.uint8),
+               jnp.zeros((1, config.max_length), jnp.int32))
+    abstract = jax.eval_shape(lambda: engine.create_train_state(model, train_config, example))
+    mngr = engine.checkpoint_manager(workdir)
+    try:
+        state = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+    finally:
+        mngr.close()
+    return {"params": state.params, "batch_stats": state.batch_stats}
