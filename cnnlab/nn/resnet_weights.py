@@ -208,7 +208,7 @@ def pretrained_weights(path, depth: int, *, from_scratch: bool, flag: str) -> Pa
 def add_pretrained_arguments(parser, flag: str) -> None:
     """Add ``flag`` (e.g. ``--backbone-weights``) and ``--from-scratch`` to a training command's parser;
     resolve them with ``pretrained_weights(args.<flag>, depth, from_scratch=args.from_scratch, flag=flag)``."""
-    parser.add_argument(flag, type=Path, default=None,
+    parser.add_argument(flag, type=Path, default=None, metavar="PATH",
                         help="torchvision ImageNet ResNet weights, .pth (needs torch) or .safetensors (default: "
                              f"torchvision's file in ${WEIGHTS_DIR_ENV} or ~/.cache/torch/hub/checkpoints)")
     parser.add_argument("--from-scratch", action="store_true",
