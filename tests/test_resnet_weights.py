@@ -189,9 +189,11 @@ def test_training_needs_weights_or_from_scratch(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CNNLAB_WEIGHTS_DIR", str(tmp_path))
     parser = argparse.ArgumentParser()
     add_pretrained_arguments(parser, "--encoder-weights")
-    args = parser.parse_args(["--encoder-weights", "w.safetensors"])
-    assert pretrained_weights(args.encoder_weights, 18, from_scratch=args.from_scratch, flag="") == \
-        Path("w.safetensors")
+    args = parser.parse_args(["--encoder-weights", str(tmp_path / "w.safetensors")])
+    with pytest.raises(SystemExit, match=r"--encoder-weights .*w\.safetensors: no such file"):
+        pretrained_weights(args.encoder_weights, 18, from_scratch=args.from_scratch, flag="--encoder-weights")
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    assert pretrained_weights(args.encoder_weights, 18, from_scratch=False, flag="") == tmp_path / "w.safetensors"
     with pytest.raises(SystemExit, match=r"--backbone-weights PATH.*resnet18-f37072fd\.pth.*--from-scratch"):
         pretrained_weights(None, 18, from_scratch=False, flag="--backbone-weights")
     assert pretrained_weights(None, 18, from_scratch=True, flag="--backbone-weights") is None

@@ -195,6 +195,8 @@ def pretrained_weights(path, depth: int, *, from_scratch: bool, flag: str) -> Pa
               "torchvision's ImageNet weights (§5.2.1, §7.2.3)", file=sys.stderr)
         return None
     if path is not None:
+        if not Path(path).is_file():  # now, not after the data are loaded and the model is built
+            raise SystemExit(f"{flag} {path}: no such file")
         return Path(path)
     for name in (TORCHVISION_FILES[depth], LEGACY_FILES[depth]):
         for candidate in (weights_dir() / name, (weights_dir() / name).with_suffix(".safetensors")):
