@@ -33,7 +33,7 @@ from cnnlab.nn.resnet import DEPTHS, ResNet
 # torchvision's IMAGENET1K_V1 files, "<name>-<first 8 hex digits of the SHA-256>.pth" (torchvision >= 0.13).
 TORCHVISION_FILES = {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth", 50: "resnet50-0676ba61.pth",
                      101: "resnet101-63fe2227.pth", 152: "resnet152-394f9c45.pth"}
-# The same weights as served in 2018 (torch.utils.model_zoo), which the paper's code downloaded.
+# What torchvision served for pretrained=True in 2018 (torch.utils.model_zoo), when the paper's code ran.
 LEGACY_FILES = {18: "resnet18-5c106cde.pth", 34: "resnet34-333f7ec4.pth", 50: "resnet50-19c8e357.pth",
                 101: "resnet101-5d3b4d8f.pth", 152: "resnet152-b121ed2d.pth"}
 DOWNLOAD_ROOT = "https://download.pytorch.org/models/"
