@@ -2,7 +2,7 @@
 
 Proves the pipeline learns (loss falls, BLEU on the memorised images far above the untrained model); it
 says nothing about COCO accuracy. Run: `cnnlab train caption --config experiments/caption_overfit_mini.py
---decoder tcn --out D` (``--decoder`` overrides the decoder; the rest comes from here).
+--decoder tcn --from-scratch --out D` (``--decoder`` overrides the decoder; the rest comes from here).
 """
 
 from cnnlab.caption.train import CaptionConfig
