@@ -109,3 +109,35 @@ def test_conv1d_rejects_bad_arguments(sequences):
         Conv1D(3, 2).init(jax.random.key(0), sequences, decode=True)
     with pytest.raises(ValueError, match=r"step: x_t must be one time step"):
         step(TCN(num_blocks=1, channels=2), None, None, sequences)
+
+
+def test_seqmnist_is_the_images_row_by_row_and_pmnist_one_fixed_permutation():
+    from cnnlab.mnist.data import load_mnist
+    from cnnlab.tcn.data import load_seqmnist, permutation
+
+    images = load_mnist()
+    seq, perm = load_seqmnist(), load_seqmnist(permuted=True, seed=7)
+    order = np.random.default_rng(7).permutation(784)
+    assert sorted(order) == list(range(784)) and not (order == np.arange(784)).all()
+    np.testing.assert_array_equal(permutation(7), order)
+    for split, n in [("train", 55_000), ("val", 5_000), ("test", 10_000)]:
+        x, y = images[split]
+        assert seq[split][0].shape == (n, 784)
+        np.testing.assert_array_equal(seq[split][0][:, 28 * 3 + 5], x[:, 3, 5])
+        np.testing.assert_array_equal(perm[split][0], x.reshape(n, 784)[:, order])
+        np.testing.assert_array_equal(perm[split][1], y)
+
+
+def test_paper_schedule_and_its_scaled_version():
+    from cnnlab.train import learning_rate_schedule
+    from cnnlab.tcn.train import paper_config, scaled_config
+
+    schedule = learning_rate_schedule(paper_config())
+    # §6.3.3: 0.001, x10 after 200 and after 1 000 iterations, /10 after 70 000 and 90 000.
+    for step, lr in [(0, 1e-3), (199, 1e-3), (200, 1e-2), (1_000, 1e-1), (69_999, 1e-1), (70_000, 1e-2),
+                     (90_000, 1e-3)]:
+        np.testing.assert_allclose(schedule(step), lr, rtol=1e-6)
+    assert paper_config(permuted=True).lr_boundaries == (200, 1_000, 130_000, 180_000)
+    assert paper_config(permuted=True).steps == 200_000 and paper_config().batch_size == 100
+    assert scaled_config(100_000) == paper_config() and scaled_config(200_000, True) == paper_config(True)
+    assert scaled_config(400).lr_boundaries == (40, 80, 280, 360)

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from cnnlab.nn.resnet_weights import add_pretrained_arguments
 from cnnlab.paths import data_dir
 
 
@@ -54,6 +55,7 @@ def run_train(args) -> int:
     import dataclasses
 
     from cnnlab.facedet.train import load_config, train_facedet
+    from cnnlab.nn.resnet_weights import pretrained_weights
 
     cfg = load_config(args.config)
     overrides = {"steps": args.steps, "image_size": args.image_size, "batch_size": args.batch_size,
@@ -65,8 +67,10 @@ def run_train(args) -> int:
         # keep the paper's decays at the same fractions of the run (50k and 60k of 70k)
         overrides.update(lr_boundaries=tuple(max(1, round(b * args.steps / cfg.steps)) for b in cfg.lr_boundaries))
     cfg = dataclasses.replace(cfg, **overrides)
+    weights = pretrained_weights(args.backbone_weights, cfg.depth, from_scratch=args.from_scratch,
+                                 flag="--backbone-weights")
     results = train_facedet(cfg, args.out, data=args.data, num_images=args.num_images, seed=args.seed,
-                            eval_every=args.eval_every)
+                            eval_every=args.eval_every, backbone_weights=weights)
     print(json.dumps(results, indent=2))
     return 0
 
@@ -83,6 +87,7 @@ def add_train_parser(train_subparsers) -> None:
                        ("channels", int), ("depth", int), ("eval-every", int)):
         p.add_argument(f"--{name}", type=kind, default=None, help="override the config's value")
     p.add_argument("--seed", type=int, default=0)
+    add_pretrained_arguments(p, "--backbone-weights")
     p.set_defaults(func=run_train)
 
 

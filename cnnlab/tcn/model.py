@@ -15,8 +15,8 @@ changes (the first block). The final ReLU after the addition follows the origina
 """
 
 from flax import linen as nn
-import jax
 
+from cnnlab import ops
 from cnnlab.nn.conv1d import Conv1D
 from cnnlab.tcn.receptive_field import CONVS_PER_BLOCK, block_dilations, tcn_receptive_field
 
@@ -33,10 +33,12 @@ class ResidualBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, first=None, *, train: bool = False, decode: bool = False):
+        relu = ops.relu if self.grad == "custom" else ops.relu_autodiff
+
         def layer(i, h):
             h = Conv1D(self.channels, self.kernel_size, self.dilation, self.padding, grad=self.grad,
                        name=f"conv{i}")(h, decode=decode)
-            return nn.Dropout(self.dropout, deterministic=not train)(jax.nn.relu(h))
+            return nn.Dropout(self.dropout, deterministic=not train)(relu(h))
 
         skip = x
         if x.shape[-1] != self.channels:
@@ -45,10 +47,10 @@ class ResidualBlock(nn.Module):
         if self.block == "double" and first is not None:
             h1 = h1 + first
         if self.block in ("single", "double"):
-            return jax.nn.relu(layer(2, h1) + skip), h1
+            return relu(layer(2, h1) + skip), h1
         h2 = layer(2, h1) + skip
         h3 = layer(3, h2) + h1
-        return jax.nn.relu(layer(4, h3) + h2 + skip), h1
+        return relu(layer(4, h3) + h2 + skip), h1
 
 
 class TemporalConvNet(nn.Module):
