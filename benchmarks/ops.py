@@ -9,7 +9,12 @@ extra; left out if not installed). It prints medians and the ratios autodiff / c
 """
 
 import argparse
+import os
 import time
+
+# PyTorch's OpenMP threads spin for a while after each op by default, stealing the 2 cores from whatever is
+# timed next; passive waiting keeps the alternating timings independent (set before torch is imported).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import jax
 import jax.numpy as jnp
@@ -52,12 +57,13 @@ BATCH_NORM = [("T1 [50,26,26,64]", (50, 26, 26, 64)), ("R18 [8,56,56,64]", (8, 5
 
 
 def _jax_step(fn, args, g):
-    """jit of (output, VJP w.r.t. every input) for the fixed cotangent ``g``."""
-    def step(*args):
+    """jit of (output, VJP w.r.t. every input) for the cotangent ``g``, passed as an argument (a closed-over
+    ``g`` would be a constant that XLA folds into the program at compile time)."""
+    def step(args, g):
         out, vjp = jax.vjp(fn, *args)
         return out, vjp(g)
     step = jax.jit(step)
-    return lambda: step(*args)
+    return lambda: step(args, g)
 
 
 def _torch_step(fn, arrays, g):
@@ -75,12 +81,15 @@ def _torch_step(fn, arrays, g):
 
 
 def time_alternating(steps, repeats):
-    """Median seconds per call of each step, timed in alternation after one warm-up (compile) call."""
+    """Median seconds per call of each step, timed in alternation after one warm-up (compile) call; the
+    order rotates every round, so no step always runs right after the same other one."""
     for step in steps.values():
         jax.block_until_ready(step())
     times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
+    names = list(steps)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            step = steps[name]
             start = time.perf_counter()
             jax.block_until_ready(step())
             times[name].append(time.perf_counter() - start)

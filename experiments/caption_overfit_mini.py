@@ -2,8 +2,9 @@
 
 Proves the pipeline learns (loss falls, BLEU on the memorised images far above the untrained model); it
 says nothing about COCO accuracy. It validates once, at the end, so that the weights the engine keeps and
-scores are the memorised (last) ones: validation loss on unseen images only rises in such a run. Run: `cnnlab train caption --config experiments/caption_overfit_mini.py
---decoder tcn --out D` (``--decoder`` overrides the decoder; the rest comes from here).
+scores are the memorised (last) ones: validation loss on unseen images only rises in such a run. Run:
+`cnnlab train caption --config experiments/caption_overfit_mini.py --decoder tcn --from-scratch --out D`
+(``--decoder`` overrides the decoder; the rest comes from here).
 """
 
 from cnnlab.caption.train import CaptionConfig

@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+from cnnlab.nn.resnet_weights import add_pretrained_arguments
 from cnnlab.paths import DATA_DIR_ENV, data_dir
 
 
@@ -39,6 +40,7 @@ def add_train_parser(train):
     p.add_argument("--val-images", type=int, default=None, help="first N validation images only")
     p.add_argument("--score-untrained", action="store_true", help="also score the initial weights")
     p.add_argument("--seed", type=int, default=0)
+    add_pretrained_arguments(p, "--encoder-weights")
     p.set_defaults(func=train_main)
 
 
@@ -79,13 +81,16 @@ def _load_config(path):
 def train_main(args):
     from cnnlab import train as engine
     from cnnlab.caption.train import CaptionConfig, train_and_evaluate
+    from cnnlab.nn.resnet_weights import pretrained_weights
 
+    # §7.2.3: the encoder is an ImageNet ResNet-18 (the author's torchvision resnet18(pretrained=True)).
+    weights = pretrained_weights(args.encoder_weights, 18, from_scratch=args.from_scratch, flag="--encoder-weights")
     if args.config:
         config, train_config = _load_config(args.config)
         if args.decoder:
             config = dataclasses.replace(config, decoder=args.decoder)
         results = train_and_evaluate(config, train_config, args.out, _coco_root(args),
-                                     score_untrained=args.score_untrained)
+                                     score_untrained=args.score_untrained, encoder_weights=weights)
         print(json.dumps(results, indent=2))
         return
     config = CaptionConfig(decoder=args.decoder or "tcn", image_size=args.image_size, max_length=args.max_length,
@@ -97,7 +102,8 @@ def train_main(args):
                                       eval_every=min(args.eval_every, args.steps),
                                       checkpoint_every=min(args.eval_every, args.steps),
                                       eval_batch_size=args.batch_size * 8, seed=args.seed)
-    results = train_and_evaluate(config, train_config, args.out, _coco_root(args), score_untrained=args.score_untrained)
+    results = train_and_evaluate(config, train_config, args.out, _coco_root(args), score_untrained=args.score_untrained,
+                                 encoder_weights=weights)
     print(json.dumps(results, indent=2))
 
 

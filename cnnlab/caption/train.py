@@ -8,6 +8,7 @@ and the best weights for ``cnnlab eval caption --checkpoint`` and ``cnnlab capti
 """
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from cnnlab import train as engine
 from cnnlab.caption import data, decode, metrics
 from cnnlab.caption.model import DECODERS, CaptionModel, caption_loss
 from cnnlab.caption.vocab import MIN_COUNT, Vocab, build_vocab
+from cnnlab.nn.resnet_weights import load_resnet_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +86,9 @@ def score(model, variables, vocab, source, ids, captions, config, *, beam: int =
 
 
 def train_and_evaluate(config: CaptionConfig, train_config: engine.TrainConfig, workdir, data_root,
-                       *, score_untrained: bool = False) -> dict:
-    """Train on ``data_root``'s train split, validate on its val split, score both; returns results.json."""
+                       *, score_untrained: bool = False, encoder_weights=None) -> dict:
+    """Train on ``data_root``'s train split, validate on its val split, score both; returns results.json.
+    ``encoder_weights``: a torchvision ResNet-18 checkpoint the image encoder starts from; None: random."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     _, _, train_captions = data.load_split(data_root, "train")
@@ -95,17 +98,23 @@ def train_and_evaluate(config: CaptionConfig, train_config: engine.TrainConfig, 
     train_source, _, train_ids, train_caps = load_source(data_root, "train", vocab, config, config.train_images)
     val_source, _, val_ids, val_caps = load_source(data_root, "val", vocab, config, config.val_images)
     model = config.model(len(vocab))
-    task = {**dataclasses.asdict(config), "vocab_size": len(vocab), "data_root": str(data_root)}
+    start = "random (from scratch)" if encoder_weights is None else str(encoder_weights)
+    print(f"image encoder ResNet-18: {start}")
+    init = None if encoder_weights is None else functools.partial(
+        load_resnet_weights, encoder_weights, 18, at="image_encoder")
+    task = {**dataclasses.asdict(config), "vocab_size": len(vocab), "data_root": str(data_root),
+            "encoder_weights": start}
 
     extra = {}
     if score_untrained:  # the same initial weights the engine starts from (same seed)
-        state = engine.create_train_state(model, train_config, inputs_fn(train_source[np.arange(1)]))
+        state = engine.create_train_state(model, train_config, inputs_fn(train_source[np.arange(1)]), init)
         untrained = {"params": state.params, "batch_stats": state.batch_stats}
         extra = {f"untrained_train_{k}": v for k, v in score(
             model, untrained, vocab, _head(train_source, config.score_images), train_ids, train_caps, config)[0].items()}
     results = engine.train_and_evaluate(train_config, workdir, model=model, loss_fn=loss_fn,
                                         train_source=train_source, val_source=val_source, inputs_fn=inputs_fn,
-                                        task_config=task, extra_results=extra)
+                                        task_config=task, extra_results={**extra, "encoder_weights": start},
+                                        init_variables=init)
     if config.score_images:
         variables, _ = engine.load_best_variables(workdir, _template(model, config))
         for split, source, ids, caps in (("train", train_source, train_ids, train_caps),

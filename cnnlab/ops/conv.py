@@ -64,8 +64,7 @@ def _conv1d_bwd(dilation, res, g):
                                   rhs_dilation=(dilation,), dimension_numbers=_NWC)
     # dW[i] = sum_{n,t} x_pad[n, t + d i]^T g[n, t]: correlate the left-padded input with g, stepping the
     # output index by d. The batch axis N is the contraction ("feature") axis, C_in plays the batch axis.
-    x_pad = jnp.pad(x, ((0, 0), (pad, 0), (0, 0)))
-    dw = lax.conv_general_dilated(x_pad, g, window_strides=(dilation,), padding=[(0, 0)],
+    dw = lax.conv_general_dilated(x, g, window_strides=(dilation,), padding=[(pad, 0)],
                                   dimension_numbers=("CWN", "IWO", "WNC"))
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
