@@ -16,15 +16,24 @@ def main(argv=None) -> int:
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint or predictions").add_subparsers(
         dest="task", required=True)
 
-    # Task packages register here (one line each); imports are local so `cnnlab --help` stays fast.
-    from cnnlab.ops import gradcheck as gradcheck_cli
-    gradcheck_cli.add_parser(commands)
-    from cnnlab.facedet import cli as facedet_cli
-    facedet_cli.add_eval_parser(evaluate)
-    from cnnlab.caption import cli as caption_cli
-    caption_cli.add_eval_parser(evaluate)
+    # Task packages register here; imports are local so `cnnlab --help` stays fast.
+    from cnnlab.ops import gradcheck
+    gradcheck.add_parser(commands)
+    from cnnlab.mnist import cli as mnist_cli
+    mnist_cli.add_train_parser(train)
+    mnist_cli.add_eval_parser(evaluate)
     from cnnlab.tcn import cli as tcn_cli
     tcn_cli.add_seqmnist_parser(train)
+    from cnnlab.facedet import cli as facedet_cli
+    facedet_cli.add_train_parser(train)
+    facedet_cli.add_eval_parser(evaluate)
+    facedet_cli.add_detect_parser(commands)
+    from cnnlab.caption import cli as caption_cli
+    caption_cli.add_train_parser(train)
+    caption_cli.add_eval_parser(evaluate)
+    caption_cli.add_caption_parser(commands)
+    from cnnlab.nn import resnet_weights
+    resnet_weights.add_parser(commands)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

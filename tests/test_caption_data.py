@@ -74,15 +74,14 @@ def test_load_split_reads_official_layout(coco_dir):
     assert image.shape == (224, 224, 3) and image.dtype == np.uint8
 
 
-def test_batches_pair_each_image_with_one_of_its_captions():
+def test_caption_source_pairs_each_image_with_each_of_its_captions():
     vocab = build_vocab(["w%d" % i for i in range(6)] * 5)
     captions = [["w%d" % i, "w%d w%d" % (i, i)] for i in range(6)]
     tokens = data.encode_captions(vocab, captions, 4)  # [6, 2, 4]
     images = np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1) * np.ones((1, 2, 2, 3), np.uint8)
-    stream = data.batches(images, tokens, batch_size=4, seed=0)
-    for _ in range(10):
-        b = next(stream)
-        assert b["image"].shape == (4, 2, 2, 3) and b["tokens"].shape == (4, 4)
-        for im, tok in zip(b["image"], b["tokens"]):
-            assert vocab.decode(tok) in captions[im[0, 0, 0]]
-    assert data.loss_mask(np.array([[5, 1, 0]])).tolist() == [[1.0, 1.0, 0.0]]
+    source = data.CaptionSource(images, tokens)
+    assert len(source) == 12
+    batch = source[np.arange(12)]
+    assert batch["image"].shape == (12, 2, 2, 3) and batch["tokens"].shape == (12, 4)
+    pairs = {(int(im[0, 0, 0]), vocab.decode(tok)) for im, tok in zip(batch["image"], batch["tokens"])}
+    assert pairs == {(i, c) for i in range(6) for c in captions[i]}

@@ -38,12 +38,16 @@ def val_predictions(coco_dir, tmp_path_factory):
     return path, coco_dir / "annotations" / "captions_val2017.json"
 
 
-def test_caption_metrics_equal_official_cocoevalcap(val_predictions, monkeypatch):
+def test_caption_metrics_equal_official_cocoevalcap(val_predictions, monkeypatch, tmp_path):
     from pycocoevalcap import eval as coco_eval
     from pycocotools.coco import COCO
 
+    from cnnlab.cli import main
+
     pred_path, ref_path = val_predictions
-    ours = metrics.evaluate_files(pred_path, ref_path)
+    main(["eval", "caption", "--predictions", str(pred_path), "--references", str(ref_path), "--out", str(tmp_path)])
+    ours = json.loads((tmp_path / "results.json").read_text())
+    assert sorted(ours) == sorted(metrics.METRICS)
 
     monkeypatch.setattr(coco_eval, "Spice", _NoSpice)
     # The toolkit's own Meteor class, in the Java process already started above (saves ~15 s of start-up).

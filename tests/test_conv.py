@@ -1,4 +1,7 @@
-"""conv1d / conv2d / max_pool2d: custom VJPs against jax.grad of the lax twins, causality, bad input."""
+"""conv1d / conv2d / max_pool2d beyond the shared gradient grid (their lines are in cnnlab.ops.gradcheck.CASES):
+every conv2d impl under jit and vmap, the backend choice of impl="auto", conv1d causality, max-pool ties, errors."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -6,6 +9,7 @@ import numpy as np
 import pytest
 
 from cnnlab import ops
+from cnnlab.ops import conv
 
 
 def _rand(key, *shapes, dtype=jnp.float32):
@@ -14,9 +18,12 @@ def _rand(key, *shapes, dtype=jnp.float32):
 
 
 def _vjp_pair(f, f_ref, args, g):
-    y, vjp = jax.vjp(f, *args)
-    y_ref, vjp_ref = jax.vjp(f_ref, *args)
-    return (y, *vjp(g)), (y_ref, *vjp_ref(g))
+    """(y, *grads) of the op and of its reference, both in one jit (one compile per case)."""
+    def both(args, g):
+        y, vjp = jax.vjp(f, *args)
+        y_ref, vjp_ref = jax.vjp(f_ref, *args)
+        return (y, *vjp(g)), (y_ref, *vjp_ref(g))
+    return jax.jit(both)(args, g)
 
 
 def _assert_close(got, want, tol):
@@ -26,21 +33,6 @@ def _assert_close(got, want, tol):
 
 
 # ---------------------------------------------------------------- conv1d
-
-CONV1D_GRID = [  # (N, T, C_in, C_out, k, dilation)
-    (2, 9, 3, 4, 3, 1), (3, 11, 2, 5, 2, 3), (1, 5, 2, 2, 4, 2), (2, 7, 3, 2, 1, 2), (2, 4, 1, 1, 3, 3),
-]
-
-
-@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.float64, 1e-12)])
-@pytest.mark.parametrize("n,t,ci,co,k,d", CONV1D_GRID)
-def test_conv1d_grad_matches_autodiff(n, t, ci, co, k, d, dtype, tol):
-    with jax.enable_x64(dtype == jnp.float64):
-        x, w, g = _rand(k + d, (n, t, ci), (k, ci, co), (n, t, co), dtype=dtype)
-        got, want = _vjp_pair(lambda x, w: ops.conv1d(x, w, dilation=d),
-                              lambda x, w: ops.conv1d_autodiff(x, w, dilation=d), (x, w), g)
-        _assert_close(got, want, tol)
-
 
 def test_conv1d_matches_explicit_sum_eq63():
     n, t, ci, co, k, d = 2, 10, 3, 2, 3, 2
@@ -80,3 +72,83 @@ def test_conv1d_works_under_jit_and_vmap():
 def test_conv1d_rejects_bad_input(shape_x, shape_w, kwargs, error, match):
     with pytest.raises(error, match=match):
         ops.conv1d(jnp.zeros(shape_x), jnp.zeros(shape_w), **kwargs)
+
+
+# ---------------------------------------------------------------- conv2d
+
+def test_conv2d_auto_is_patches_on_cpu_and_matches_autodiff():
+    x, w, g = _rand(3, (3, 6, 6, 2), (3, 3, 2, 4), (3, 2, 2, 4))
+    f = lambda impl: lambda x, w: ops.conv2d(x, w, stride=2, padding=0, impl=impl)
+    got, want = _vjp_pair(f("auto"), lambda x, w: ops.conv2d_autodiff(x, w, stride=2), (x, w), g)
+    _assert_close(got, want, 1e-5)
+    if jax.default_backend() == "cpu":  # the patch path has no convolution in its program
+        assert "convolution" not in jax.jit(f("auto")).lower(x, w).as_text()
+        assert "convolution" in jax.jit(f("xla")).lower(x, w).as_text()
+
+
+def test_conv2d_patches_partial_batch_block_matches_autodiff(monkeypatch):
+    monkeypatch.setattr(conv, "_BLOCK_ROWS", 2 * 16)  # blocks of 2 examples of 4x4 outputs: 5 = 2 + 2 + 1
+    x, w, g = _rand(6, (5, 9, 9, 3), (3, 3, 3, 2), (5, 4, 4, 2))
+    got, want = _vjp_pair(lambda x, w: ops.conv2d(x, w, stride=2, padding=0, impl="patches"),
+                          lambda x, w: ops.conv2d_autodiff(x, w, stride=2), (x, w), g)
+    _assert_close(got, want, 1e-5)
+
+
+@pytest.mark.parametrize("impl", ["patches", "xla"])
+def test_conv2d_works_under_jit_and_vmap(impl):
+    x, w, g = _rand(4, (2, 3, 7, 7, 2), (3, 3, 2, 3), (2, 3, 4, 4, 3))
+    conv = lambda fn: lambda x, w: fn(x, w, stride=2, padding=1)
+    vjp = lambda fn: jax.vmap(lambda x, g: jax.vjp(conv(fn), x, w)[1](g))
+    _assert_close(jax.jit(vjp(functools.partial(ops.conv2d, impl=impl)))(x, g), vjp(ops.conv2d_autodiff)(x, g), 1e-5)
+
+
+@pytest.mark.parametrize("shape_x,shape_w,kwargs,error,match", [
+    ((2, 8, 8), (3, 3, 2, 4), {}, ValueError, r"conv2d: x must have rank 4 \(NHWC\)"),
+    ((2, 8, 8, 2), (3, 3, 4), {}, ValueError, r"conv2d: w must have rank 4"),
+    ((2, 8, 8, 3), (3, 3, 2, 4), {}, ValueError, r"conv2d: channel mismatch.*C_in=3.*C_in=2"),
+    ((2, 8, 8, 2), (3, 3, 2, 4), {"stride": 0}, ValueError, r"conv2d: stride must be >= 1"),
+    ((2, 8, 8, 2), (3, 3, 2, 4), {"padding": -1}, ValueError, r"conv2d: padding must be >= 0"),
+    ((2, 4, 4, 2), (7, 7, 2, 4), {"padding": 1}, ValueError, r"conv2d: kernel \(7, 7\).*padded input \(6, 6\)"),
+    ((2, 8, 8, 2), (3, 3, 2, 4), {"impl": "cudnn"}, ValueError, r"conv2d: impl must be one of"),
+    ((2, 8, 8, 2), (3, 3, 2, 4), {"stride": 2.0}, TypeError, r"conv2d: stride must be a Python int"),
+])
+def test_conv2d_rejects_bad_input(shape_x, shape_w, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ops.conv2d(jnp.zeros(shape_x), jnp.zeros(shape_w), **kwargs)
+    with pytest.raises(error, match=match):
+        ops.conv2d_autodiff(jnp.zeros(shape_x), jnp.zeros(shape_w), **kwargs)
+
+
+def test_conv2d_rejects_integer_input():
+    with pytest.raises(TypeError, match="conv2d: x must be a floating-point array, got dtype int32"):
+        ops.conv2d(jnp.zeros((1, 4, 4, 1), jnp.int32), jnp.zeros((3, 3, 1, 1)))
+
+
+# ---------------------------------------------------------------- max_pool2d
+
+@pytest.mark.parametrize("n,h,w,c,k,s", [(2, 4, 4, 3, 2, 2), (2, 7, 6, 2, 3, 2), (1, 5, 5, 2, 2, 1)])
+def test_max_pool2d_grad_matches_autodiff_with_ties(n, h, w, c, k, s):
+    """The gradient grid (cnnlab.ops.gradcheck) has no ties; here most windows tie, as after ReLU."""
+    x, = _rand(k * 10 + s, (n, h, w, c))
+    x = jnp.round(jax.nn.relu(x))  # whole windows tie at 0, and rounding makes ties among positives
+    (g,) = _rand(7, (n, (h - k) // s + 1, (w - k) // s + 1, c))
+    got, want = _vjp_pair(lambda x: ops.max_pool2d(x, window=k, stride=s),
+                          lambda x: ops.max_pool2d_autodiff(x, window=k, stride=s), (x,), g)
+    _assert_close(got, want, 1e-6)
+
+
+def test_max_pool2d_routes_a_tie_to_the_first_argmax():
+    x = jnp.zeros((1, 2, 2, 1))  # one window, all four inputs tied
+    dx = jax.grad(lambda x: ops.max_pool2d(x).sum())(x)
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[1.0, 0.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("shape,kwargs,error,match", [
+    ((4, 4, 1), {}, ValueError, r"max_pool2d: x must have rank 4"),
+    ((1, 4, 4, 1), {"window": 0}, ValueError, r"max_pool2d: window must be >= 1"),
+    ((1, 4, 4, 1), {"stride": 0}, ValueError, r"max_pool2d: stride must be >= 1"),
+    ((1, 4, 4, 1), {"window": 5}, ValueError, r"max_pool2d: window=5 is larger"),
+])
+def test_max_pool2d_rejects_bad_input(shape, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ops.max_pool2d(jnp.zeros(shape), **kwargs)

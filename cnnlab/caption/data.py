@@ -2,8 +2,8 @@
 
 ``root/annotations/captions_{train,val}2017.json`` and ``root/{train,val}2017/*.jpg``, as downloaded from
 cocodataset.org; COCO-MINI (``$CNNLAB_DATA_DIR/coco/mini``) has the same layout. Images are resized to
-224×224 (§7.3) with Pillow. Each training step shows every image of the batch with one of its (about five)
-captions drawn at random, so all captions are seen over the epochs.
+224×224 (§7.3) with Pillow. Training examples are (image, caption) pairs, so every image is seen with each
+of its (about five) captions, in random order.
 """
 
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cnnlab.caption.vocab import PAD_ID, Vocab
+from cnnlab.caption.vocab import Vocab
 
 IMAGE_SIZE = 224  # §7.3: "images resized to 224×224 pixels"
 
@@ -82,30 +82,27 @@ def encode_captions(vocab: Vocab, captions: list[list[str]], length: int) -> np.
     return np.stack([np.stack([vocab.encode(c[k % len(c)], length) for k in range(most)]) for c in captions])
 
 
-def batches(images: np.ndarray, tokens: np.ndarray, batch_size: int, seed: int):
-    """Endless training batches ``{"image": uint8 [B, H, W, 3], "tokens": int32 [B, L]}``.
+class CaptionSource:
+    """(image, caption) pairs for ``cnnlab.train``: ``source[indices] -> {"image", "tokens"}``.
 
-    Images are shuffled once per epoch; each gets one of its captions drawn at random (§7.3).
+    images: uint8 ``[N, H, W, 3]``; tokens: int32 ``[N, C, L]`` (``encode_captions``). Example ``i`` is image
+    ``i // C`` with its caption ``i % C``, so one epoch of the engine's shuffled batches shows every image
+    with each of its ~5 captions once, in random order (§7.3), and the order stays a function of the step
+    (resumable).
     """
-    if len(images) != len(tokens):
-        raise ValueError(f"batches: images {images.shape} and tokens {tokens.shape} differ in length")
-    if batch_size < 1:
-        raise ValueError(f"batches: batch_size must be >= 1, got {batch_size}")
-    rng = np.random.default_rng(seed)
-    while True:
-        if len(images) < batch_size:  # fewer images than a batch (over-fitting runs): draw with replacement
-            epoch = [rng.choice(len(images), batch_size)]
-        else:
-            order = rng.permutation(len(images))
-            epoch = [order[s:s + batch_size] for s in range(0, len(order) - batch_size + 1, batch_size)]
-        for idx in epoch:
-            pick = rng.integers(tokens.shape[1], size=batch_size)
-            yield {"image": images[idx], "tokens": tokens[idx, pick]}
 
+    def __init__(self, images: np.ndarray, tokens: np.ndarray):
+        if images.ndim != 4 or tokens.ndim != 3 or len(images) != len(tokens):
+            raise ValueError(f"CaptionSource: images [N, H, W, 3] {images.shape} and tokens [N, C, L] "
+                             f"{tokens.shape} must share N")
+        self.images, self.tokens = images, tokens
 
-def loss_mask(tokens):
-    """1 where a target token counts in Eq. (67) (words and ``<EOS>``), 0 on padding."""
-    return (tokens != PAD_ID).astype(np.float32)
+    def __len__(self):
+        return self.tokens.shape[0] * self.tokens.shape[1]
+
+    def __getitem__(self, indices):
+        image, caption = np.divmod(np.asarray(indices), self.tokens.shape[1])
+        return {"image": self.images[image], "tokens": self.tokens[image, caption]}
 
 
 def tfds_split(split: str, size: int = IMAGE_SIZE):

@@ -11,4 +11,6 @@ from cnnlab.ops.batch_norm import (batch_norm, batch_norm_autodiff, batch_norm_i
                                    batch_norm_inference_autodiff, ewma_update)
 from cnnlab.ops.softmax import cross_entropy, cross_entropy_autodiff, softmax, softmax_autodiff
 from cnnlab.ops.conv import conv1d, conv1d_autodiff
+from cnnlab.ops.conv import conv2d, conv2d_autodiff
+from cnnlab.ops.pooling import max_pool2d, max_pool2d_autodiff
 from cnnlab.ops.losses import binary_cross_entropy, focal_loss, smooth_l1  # noqa: F401  (owner facedet)

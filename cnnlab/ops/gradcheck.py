@@ -28,6 +28,8 @@ from cnnlab.ops.batch_norm import (batch_norm, batch_norm_autodiff, batch_norm_i
                                    batch_norm_inference_autodiff)
 from cnnlab.ops.dense import dense, dense_autodiff
 from cnnlab.ops.softmax import cross_entropy, cross_entropy_autodiff, softmax, softmax_autodiff
+from cnnlab.ops.conv import conv1d, conv1d_autodiff, conv2d, conv2d_autodiff
+from cnnlab.ops.pooling import max_pool2d, max_pool2d_autodiff
 
 
 @dataclasses.dataclass
@@ -94,6 +96,23 @@ CASES = [
     Case("softmax", softmax, softmax_autodiff, normal((3, 5, 2)), dict(axis=1)),
     Case("cross_entropy", cross_entropy, cross_entropy_autodiff, logits_and_labels((4, 10))),
     Case("cross_entropy", cross_entropy, cross_entropy_autodiff, logits_and_labels((2, 3, 5))),
+    # conv2d (owner conv): each implementation on stride 1-3, padding 0-2, kernels 1-5, odd sizes, and sizes
+    # where s does not divide (H - k + 2p) (tests/test_conv.py checks partial batch blocks of impl="patches").
+    *[Case("conv2d", conv2d, conv2d_autodiff, normal(x, w), dict(stride=s, padding=p, impl=impl))
+      for impl in ("patches", "xla")
+      for x, w, s, p in [((2, 7, 7, 3), (3, 3, 3, 4), 1, 0), ((5, 9, 8, 2), (3, 3, 2, 3), 2, 1),
+                         ((3, 7, 9, 2), (2, 2, 2, 2), 3, 2), ((9, 5, 5, 1), (5, 5, 1, 2), 1, 2),
+                         ((4, 6, 7, 3), (4, 4, 3, 2), 3, 0), ((5, 8, 8, 2), (1, 1, 2, 2), 2, 0)]],
+    # conv1d (owner conv): causal, dilations 1-3, kernels 1-4
+    Case("conv1d", conv1d, conv1d_autodiff, normal((2, 9, 3), (3, 3, 4))),
+    Case("conv1d", conv1d, conv1d_autodiff, normal((3, 11, 2), (2, 2, 5)), dict(dilation=3)),
+    Case("conv1d", conv1d, conv1d_autodiff, normal((1, 5, 2), (4, 2, 2)), dict(dilation=2)),
+    Case("conv1d", conv1d, conv1d_autodiff, normal((2, 7, 3), (1, 3, 2)), dict(dilation=2)),
+    # max_pool2d (owner conv): random normal inputs have no ties (tests/test_conv.py checks the tie rule)
+    Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((2, 4, 4, 3))),
+    Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((2, 7, 6, 2)), dict(window=3, stride=2)),
+    Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((1, 5, 5, 2)), dict(window=2, stride=1)),
+    Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((2, 9, 8, 1)), dict(window=3, stride=3)),
 ]
 
 # Tolerances on the relative errors above. float64 is the target of issue 2; float32 rounding (~6e-8) is

@@ -1,0 +1,6 @@
+"""Flax Linen layers on ``cnnlab.ops``: each runs its gradient through the paper's custom VJPs
+(``grad="custom"``) or through JAX's autodiff of the same forward (``grad="autodiff"``)."""
+
+from cnnlab.nn.layers import GRADS, BatchNorm, Conv, Dense, MaxPool, op
+
+__all__ = ["GRADS", "BatchNorm", "Conv", "Dense", "MaxPool", "op"]

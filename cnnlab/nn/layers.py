@@ -1,0 +1,116 @@
+"""Conv, Dense, BatchNorm and MaxPool as Flax Linen modules on the ops of ``cnnlab.ops``.
+
+Parameters use Flax's names and layouts (``kernel`` HWIO / [D_in, D_out], ``bias``, BatchNorm ``scale``,
+``bias`` and ``batch_stats`` ``mean``, ``var``), so checkpoints read like any Flax model's. ``grad`` picks
+the backward pass: ``"custom"`` (the paper's equations, ``jax.custom_vjp``) or ``"autodiff"`` (the twin
+``<op>_autodiff`` whose gradient JAX derives). Forward values are the same either way.
+"""
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnnlab import ops
+
+GRADS = ("custom", "autodiff")
+
+
+def op(name: str, grad: str) -> Callable:
+    """The op ``cnnlab.ops.<name>`` (``grad="custom"``) or its twin ``<name>_autodiff`` (``"autodiff"``)."""
+    if grad not in GRADS:
+        raise ValueError(f"cnnlab.nn: grad must be one of {GRADS}, got {grad!r}")
+    return getattr(ops, name if grad == "custom" else f"{name}_autodiff")
+
+
+def _pair(value, module: str, name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= 1 for v in pair):
+        raise ValueError(f"{module}: {name} must be a positive int or a pair of them, got {value!r}")
+    return pair
+
+
+class Conv(nn.Module):
+    """2-D convolution, Eq. (20)–(22), backward Eq. (24)–(25). x: [N, H, W, C_in] -> [N, H', W', features].
+
+    Symmetric zero ``padding`` and ``stride`` as in ``ops.conv2d``; ``impl`` picks its implementation.
+    """
+    features: int
+    kernel_size: int | tuple = 3
+    stride: int = 1
+    padding: int = 0
+    use_bias: bool = True
+    grad: str = "custom"
+    impl: str = "auto"
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x):
+        kh, kw = _pair(self.kernel_size, "Conv", "kernel_size")
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
+        y = op("conv2d", self.grad)(x, kernel, stride=self.stride, padding=self.padding, impl=self.impl)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
+
+
+class Dense(nn.Module):
+    """Fully connected layer, Eq. (3), backward Eq. (15)–(18). x: [N, D_in] -> [N, features]."""
+    features: int
+    use_bias: bool = True
+    grad: str = "custom"
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
+        bias = (self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias
+                else jnp.zeros((self.features,), x.dtype))
+        return op("dense", self.grad)(x, kernel, bias)
+
+
+class BatchNorm(nn.Module):
+    """Batch normalization, Eq. (34)–(37), backward Eq. (48)–(50). x: [N, H, W, C] or [N, C].
+
+    Training (``use_running_average=False``) normalises with the batch statistics and updates the running
+    averages in ``batch_stats`` by Eq. (38)–(39) (call ``apply`` with ``mutable=["batch_stats"]``);
+    inference normalises with the running averages. Under data parallelism the batch statistics are those
+    of the whole (global) batch, since ``jit`` computes the mean over the sharded axis.
+    """
+    use_running_average: bool | None = None
+    momentum: float = 0.9
+    eps: float = 1e-5
+    grad: str = "custom"
+
+    @nn.compact
+    def __call__(self, x, use_running_average: bool | None = None):
+        use_running_average = nn.merge_param("use_running_average", self.use_running_average,
+                                             use_running_average)
+        channels = (x.shape[-1],)
+        scale = self.param("scale", nn.initializers.ones, channels)
+        bias = self.param("bias", nn.initializers.zeros, channels)
+        stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
+        mean = self.variable("batch_stats", "mean", jnp.zeros, channels, stat_dtype)
+        var = self.variable("batch_stats", "var", jnp.ones, channels, stat_dtype)
+        if use_running_average:
+            return op("batch_norm_inference", self.grad)(x, scale, bias, mean.value, var.value, eps=self.eps)
+        y, batch_mean, batch_var = op("batch_norm", self.grad)(x, scale, bias, eps=self.eps)
+        # As Flax: init leaves the statistics at (0, 1); an apply without mutable=["batch_stats"] (e.g. a
+        # gradient check) normalises with the batch statistics and leaves the averages alone.
+        if not self.is_initializing() and self.is_mutable_collection("batch_stats"):
+            mean.value, var.value = ops.ewma_update(
+                (mean.value, var.value), jax.lax.stop_gradient((batch_mean, batch_var)), momentum=self.momentum)
+        return y
+
+
+class MaxPool(nn.Module):
+    """Max pooling, Eq. (31), backward Eq. (32)–(33) (gradient to the first arg-max of each window).
+    x: [N, H, W, C] -> [N, H', W', C]."""
+    window: int = 2
+    stride: int = 2
+    grad: str = "custom"
+
+    @nn.compact
+    def __call__(self, x):
+        return op("max_pool2d", self.grad)(x, window=self.window, stride=self.stride)

@@ -1,0 +1,16 @@
+"""Table 7 (§7.3), GRU decoder, §7.2.4: 3 layers of 512, the image feature as initial hidden state and first token. Paper (C5): CIDEr-D 0.741, METEOR 0.222, ROUGE-L 0.490, BLEU-1..4 0.668 / 0.488 / 0.347 / 0.248.
+
+Full MS-COCO 2017 (115k/5k), 224×224 images, batch 2, SGD with learning rate 0.1 divided by 10 after 1M
+and 1.5M of 1.75M iterations (§7.3). Run: `cnnlab train caption --config experiments/caption_gru.py --data-dir COCO --out D`.
+What cnnlab reached is in docs/results.md.
+"""
+
+from cnnlab.caption.train import CaptionConfig
+from cnnlab.train import TrainConfig
+
+
+def get_config() -> tuple[CaptionConfig, TrainConfig]:
+    return (CaptionConfig(decoder="gru", image_size=224),
+            TrainConfig(steps=1_750_000, batch_size=2, learning_rate=0.1, momentum=0.9,
+                        lr_boundaries=(1_000_000, 1_500_000), lr_scales=(0.1, 0.1),
+                        eval_every=50_000, checkpoint_every=10_000, eval_batch_size=64))
