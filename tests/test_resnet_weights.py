@@ -164,13 +164,36 @@ def test_load_into_a_model_replaces_only_the_backbone_subtree(resnet18_safetenso
         load_resnet_weights(path, 18, model)
 
 
+def test_training_engine_starts_from_init_variables():
+    import flax.linen as nn
+
+    from cnnlab import train
+
+    class Net(nn.Module):  # small on purpose: jit-initialising a ResNet here would cost ~20 s of CPU
+        @nn.compact
+        def __call__(self, x, train):
+            return nn.Dense(2, name="head")(nn.BatchNorm(use_running_average=not train, name="backbone")(x))
+
+    def init(variables):
+        return {"params": {**variables["params"], "backbone": {"scale": jnp.full(3, 7.0), "bias": jnp.ones(3)}},
+                "batch_stats": {"backbone": {"mean": jnp.full(3, 2.0), "var": jnp.full(3, 5.0)}}}
+
+    config = train.TrainConfig(steps=1, batch_size=1, learning_rate=0.1)
+    state = train.create_train_state(Net(), config, (jnp.zeros((1, 3)),), init_variables=init)
+    np.testing.assert_array_equal(state.params["backbone"]["scale"], np.full(3, 7.0))
+    np.testing.assert_array_equal(state.batch_stats["backbone"]["var"], np.full(3, 5.0))
+    assert state.params["head"]["kernel"].shape == (3, 2)
+
+
 def test_training_needs_weights_or_from_scratch(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CNNLAB_WEIGHTS_DIR", str(tmp_path))
     parser = argparse.ArgumentParser()
     add_pretrained_arguments(parser, "--encoder-weights")
-    args = parser.parse_args(["--encoder-weights", "w.safetensors"])
-    assert pretrained_weights(args.encoder_weights, 18, from_scratch=args.from_scratch, flag="") == \
-        Path("w.safetensors")
+    args = parser.parse_args(["--encoder-weights", str(tmp_path / "w.safetensors")])
+    with pytest.raises(SystemExit, match=r"--encoder-weights .*w\.safetensors: no such file"):
+        pretrained_weights(args.encoder_weights, 18, from_scratch=args.from_scratch, flag="--encoder-weights")
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    assert pretrained_weights(args.encoder_weights, 18, from_scratch=False, flag="") == tmp_path / "w.safetensors"
     with pytest.raises(SystemExit, match=r"--backbone-weights PATH.*resnet18-f37072fd\.pth.*--from-scratch"):
         pretrained_weights(None, 18, from_scratch=False, flag="--backbone-weights")
     assert pretrained_weights(None, 18, from_scratch=True, flag="--backbone-weights") is None

@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+from cnnlab.nn.resnet_weights import add_pretrained_arguments
 from cnnlab.paths import DATA_DIR_ENV, data_dir
 
 
@@ -39,6 +40,7 @@ def add_train_parser(train):
     p.add_argument("--val-images", type=int, default=None, help="first N validation images only")
     p.add_argument("--score-untrained", action="store_true", help="also score the initial weights")
     p.add_argument("--seed", type=int, default=0)
+    add_pretrained_arguments(p, "--encoder-weights")
     p.set_defaults(func=train_main)
 
 
@@ -48,8 +50,11 @@ def add_eval_parser(evaluate):
     p.add_argument("--references", help="official caption annotations (captions_val2017.json)")
     p.add_argument("--checkpoint", help="a `cnnlab train caption` run folder: caption the val split and score it")
     p.add_argument("--data-dir", help=f"COCO layout for --checkpoint (default: ${DATA_DIR_ENV}/coco/mini)")
+    p.add_argument("--split", choices=("val", "train"), default="val", help="images to caption for --checkpoint")
+    p.add_argument("--weights", choices=("best", "last"), default="best",
+                   help="best-on-validation weights, or the last training state (over-fitting runs)")
     p.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
-    p.add_argument("--limit", type=int, default=None, help="first N val images only")
+    p.add_argument("--limit", type=int, default=None, help="first N images only")
     p.add_argument("--out", default=".", help="folder for results.json (default: current folder)")
     p.set_defaults(func=eval_main)
 
@@ -76,13 +81,16 @@ def _load_config(path):
 def train_main(args):
     from cnnlab import train as engine
     from cnnlab.caption.train import CaptionConfig, train_and_evaluate
+    from cnnlab.nn.resnet_weights import pretrained_weights
 
+    # §7.2.3: the encoder is an ImageNet ResNet-18 (the author's torchvision resnet18(pretrained=True)).
+    weights = pretrained_weights(args.encoder_weights, 18, from_scratch=args.from_scratch, flag="--encoder-weights")
     if args.config:
         config, train_config = _load_config(args.config)
         if args.decoder:
             config = dataclasses.replace(config, decoder=args.decoder)
         results = train_and_evaluate(config, train_config, args.out, _coco_root(args),
-                                     score_untrained=args.score_untrained)
+                                     score_untrained=args.score_untrained, encoder_weights=weights)
         print(json.dumps(results, indent=2))
         return
     config = CaptionConfig(decoder=args.decoder or "tcn", image_size=args.image_size, max_length=args.max_length,
@@ -94,7 +102,8 @@ def train_main(args):
                                       eval_every=min(args.eval_every, args.steps),
                                       checkpoint_every=min(args.eval_every, args.steps),
                                       eval_batch_size=args.batch_size * 8, seed=args.seed)
-    results = train_and_evaluate(config, train_config, args.out, _coco_root(args), score_untrained=args.score_untrained)
+    results = train_and_evaluate(config, train_config, args.out, _coco_root(args), score_untrained=args.score_untrained,
+                                 encoder_weights=weights)
     print(json.dumps(results, indent=2))
 
 
@@ -118,18 +127,20 @@ def _eval_checkpoint(args, out):
     from cnnlab.caption import metrics
     from cnnlab.caption.train import caption_images, load_captioner, load_source
 
-    model, variables, vocab, config = load_captioner(args.checkpoint)
-    source, paths, ids, refs = load_source(_coco_root(args), "val", vocab, config, args.limit)
+    model, variables, vocab, config = load_captioner(args.checkpoint, args.weights)
+    source, paths, ids, refs = load_source(_coco_root(args), args.split, vocab, config, args.limit)
     generated = caption_images(model, variables, vocab, source.images, beam=args.beam, max_length=config.max_length)
     scores = metrics.score_captions(dict(zip(ids, generated)), dict(zip(ids, refs)))
     out.mkdir(parents=True, exist_ok=True)
     (out / "predictions.json").write_text(json.dumps(
         [{"image_id": i, "caption": c} for i, c in zip(ids, generated)], indent=1) + "\n")
-    name = f"{config.decoder} ({Path(args.checkpoint).name}, {len(ids)} val images, beam {args.beam})"
+    name = (f"{config.decoder} ({Path(args.checkpoint).name}, {args.weights} weights, {len(ids)} {args.split} "
+            f"images, beam {args.beam})")
     (out / "table.md").write_text(table_markdown({name: scores}))
     (out / "captions.html").write_text(captions_html(paths, generated, refs, name))
     print(table_markdown({name: scores}))
-    return {**scores, "images": len(ids), "beam": args.beam, "decoder": config.decoder}
+    return {**scores, "images": len(ids), "split": args.split, "weights": args.weights, "beam": args.beam,
+            "decoder": config.decoder}
 
 
 def table_markdown(rows: dict) -> str:

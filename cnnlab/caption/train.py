@@ -8,6 +8,7 @@ and the best weights for ``cnnlab eval caption --checkpoint`` and ``cnnlab capti
 """
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from cnnlab import train as engine
 from cnnlab.caption import data, decode, metrics
 from cnnlab.caption.model import DECODERS, CaptionModel, caption_loss
 from cnnlab.caption.vocab import MIN_COUNT, Vocab, build_vocab
+from cnnlab.nn.resnet_weights import load_resnet_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +86,9 @@ def score(model, variables, vocab, source, ids, captions, config, *, beam: int =
 
 
 def train_and_evaluate(config: CaptionConfig, train_config: engine.TrainConfig, workdir, data_root,
-                       *, score_untrained: bool = False) -> dict:
-    """Train on ``data_root``'s train split, validate on its val split, score both; returns results.json."""
+                       *, score_untrained: bool = False, encoder_weights=None) -> dict:
+    """Train on ``data_root``'s train split, validate on its val split, score both; returns results.json.
+    ``encoder_weights``: a torchvision ResNet-18 checkpoint the image encoder starts from; None: random."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     _, _, train_captions = data.load_split(data_root, "train")
@@ -95,17 +98,23 @@ def train_and_evaluate(config: CaptionConfig, train_config: engine.TrainConfig, 
     train_source, _, train_ids, train_caps = load_source(data_root, "train", vocab, config, config.train_images)
     val_source, _, val_ids, val_caps = load_source(data_root, "val", vocab, config, config.val_images)
     model = config.model(len(vocab))
-    task = {**dataclasses.asdict(config), "vocab_size": len(vocab), "data_root": str(data_root)}
+    start = "random (from scratch)" if encoder_weights is None else str(encoder_weights)
+    print(f"image encoder ResNet-18: {start}")
+    init = None if encoder_weights is None else functools.partial(
+        load_resnet_weights, encoder_weights, 18, at="image_encoder")
+    task = {**dataclasses.asdict(config), "vocab_size": len(vocab), "data_root": str(data_root),
+            "encoder_weights": start}
 
     extra = {}
     if score_untrained:  # the same initial weights the engine starts from (same seed)
-        state = engine.create_train_state(model, train_config, inputs_fn(train_source[np.arange(1)]))
+        state = engine.create_train_state(model, train_config, inputs_fn(train_source[np.arange(1)]), init)
         untrained = {"params": state.params, "batch_stats": state.batch_stats}
         extra = {f"untrained_train_{k}": v for k, v in score(
             model, untrained, vocab, _head(train_source, config.score_images), train_ids, train_caps, config)[0].items()}
     results = engine.train_and_evaluate(train_config, workdir, model=model, loss_fn=loss_fn,
                                         train_source=train_source, val_source=val_source, inputs_fn=inputs_fn,
-                                        task_config=task, extra_results=extra)
+                                        task_config=task, extra_results={**extra, "encoder_weights": start},
+                                        init_variables=init)
     if config.score_images:
         variables, _ = engine.load_best_variables(workdir, _template(model, config))
         for split, source, ids, caps in (("train", train_source, train_ids, train_caps),
@@ -127,16 +136,40 @@ def _template(model, config: CaptionConfig):
     return jax.eval_shape(lambda: model.init(jax.random.key(0), images, jnp.zeros((1, config.max_length), jnp.int32)))
 
 
-def load_captioner(workdir):
-    """(model, best variables, vocab, config) of a finished ``train_and_evaluate`` run in ``workdir``."""
+def load_captioner(workdir, weights: str = "best"):
+    """(model, variables, vocab, config) of a finished ``train_and_evaluate`` run in ``workdir``.
+
+    weights: ``"best"`` (best on validation, what the engine keeps for evaluation) or ``"last"`` (the final
+    training state: what an over-fitting run has memorised).
+    """
+    if weights not in ("best", "last"):
+        raise ValueError(f"load_captioner: weights must be 'best' or 'last', got {weights!r}")
     workdir = Path(workdir)
     for name in ("config.json", "vocab.json"):
         if not (workdir / name).is_file():
             raise FileNotFoundError(f"load_captioner: {workdir} is not a captioning run (no {name})")
-    task = json.loads((workdir / "config.json").read_text())["task"]
+    saved = json.loads((workdir / "config.json").read_text())
+    task = saved["task"]
     fields = {f.name for f in dataclasses.fields(CaptionConfig)}
     config = CaptionConfig(**{k: v for k, v in task.items() if k in fields})
     vocab = Vocab.load(workdir / "vocab.json")
     model = config.model(len(vocab))
-    variables, _ = engine.load_best_variables(workdir, _template(model, config))
+    if weights == "best":
+        variables, _ = engine.load_best_variables(workdir, _template(model, config))
+    else:
+        variables = _load_last_variables(workdir, model, config, engine.TrainConfig(**saved["train"]))
     return model, variables, vocab, config
+
+
+def _load_last_variables(workdir, model, config, train_config):
+    import orbax.checkpoint as ocp
+
+    example = (jnp.zeros((1, config.image_size, config.image_size, 3), jnp.uint8),
+               jnp.zeros((1, config.max_length), jnp.int32))
+    abstract = jax.eval_shape(lambda: engine.create_train_state(model, train_config, example))
+    mngr = engine.checkpoint_manager(workdir)
+    try:
+        state = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+    finally:
+        mngr.close()
+    return {"params": state.params, "batch_stats": state.batch_stats}

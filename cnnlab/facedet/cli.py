@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from cnnlab.nn.resnet_weights import add_pretrained_arguments
 from cnnlab.paths import data_dir
 
 
@@ -18,15 +19,31 @@ def run_eval(args) -> int:
     if gt_dir is None:
         raise SystemExit("cnnlab eval widerface: no ground truth: pass --ground-truth DIR or set CNNLAB_DATA_DIR "
                          "to a folder holding widerface/eval_tools/ground_truth/")
-    summary = evaluate_folder(args.predictions, gt_dir, args.out)
+    predictions = args.predictions
+    if args.checkpoint is not None:
+        from cnnlab.facedet.detect import predict_widerface
+        from cnnlab.facedet.evaluation import load_ground_truth
+        from cnnlab.facedet.train import load_trained
+
+        if args.images is None or args.out is None:
+            raise SystemExit("cnnlab eval widerface --checkpoint needs --images (WIDER_val/images) and --out")
+        cfg, variables = load_trained(args.checkpoint)
+        predictions = args.out / "predictions"
+        predict_widerface(variables, cfg, load_ground_truth(gt_dir), args.images, predictions)
+    elif predictions is None:
+        raise SystemExit("cnnlab eval widerface: pass --predictions DIR or --checkpoint C --images DIR")
+    summary = evaluate_folder(predictions, gt_dir, args.out)
     print(json.dumps(summary, indent=2))
     return 0
 
 
 def add_eval_parser(evaluate_subparsers) -> None:
     p = evaluate_subparsers.add_parser("widerface", help="score detections with the official WIDER FACE protocol")
-    p.add_argument("--predictions", type=Path, required=True,
+    p.add_argument("--predictions", type=Path, default=None,
                    help="folder of submission files <event>/<image>.txt (name, count, 'x y w h score' lines)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="instead: a run folder of cnnlab train facedet; detects on --images, writes OUT/predictions")
+    p.add_argument("--images", type=Path, default=None, help="WIDER_val/images (with --checkpoint)")
     p.add_argument("--ground-truth", type=Path, default=None,
                    help="folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat "
                         "(default: $CNNLAB_DATA_DIR/widerface/eval_tools/ground_truth)")
@@ -38,6 +55,7 @@ def run_train(args) -> int:
     import dataclasses
 
     from cnnlab.facedet.train import load_config, train_facedet
+    from cnnlab.nn.resnet_weights import pretrained_weights
 
     cfg = load_config(args.config)
     overrides = {"steps": args.steps, "image_size": args.image_size, "batch_size": args.batch_size,
@@ -49,8 +67,10 @@ def run_train(args) -> int:
         # keep the paper's decays at the same fractions of the run (50k and 60k of 70k)
         overrides.update(lr_boundaries=tuple(max(1, round(b * args.steps / cfg.steps)) for b in cfg.lr_boundaries))
     cfg = dataclasses.replace(cfg, **overrides)
+    weights = pretrained_weights(args.backbone_weights, cfg.depth, from_scratch=args.from_scratch,
+                                 flag="--backbone-weights")
     results = train_facedet(cfg, args.out, data=args.data, num_images=args.num_images, seed=args.seed,
-                            eval_every=args.eval_every)
+                            eval_every=args.eval_every, backbone_weights=weights)
     print(json.dumps(results, indent=2))
     return 0
 
@@ -67,6 +87,7 @@ def add_train_parser(train_subparsers) -> None:
                        ("channels", int), ("depth", int), ("eval-every", int)):
         p.add_argument(f"--{name}", type=kind, default=None, help="override the config's value")
     p.add_argument("--seed", type=int, default=0)
+    add_pretrained_arguments(p, "--backbone-weights")
     p.set_defaults(func=run_train)
 
 

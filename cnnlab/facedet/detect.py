@@ -125,3 +125,24 @@ def time_detect(variables, cfg: FaceNetConfig, *, repeats: int = 5) -> float:
         jax.block_until_ready(detect(variables, x, config=cfg))
         times.append(time.perf_counter() - t)
     return 1000 * float(np.median(times))
+
+
+def predict_widerface(variables, cfg: FaceNetConfig, gt: GroundTruth, images_dir, pred_dir) -> int:
+    """Run the detector over every WIDER FACE val image of ``gt`` (``images_dir/<event>/<image>.jpg``) and write
+    the official submission files to ``pred_dir``. Returns the number of images. Scores are not thresholded."""
+    from cnnlab.facedet.evaluation import write_prediction_file
+
+    count = 0
+    for event, files in zip(gt.events, gt.files):
+        for name in files:
+            path = Path(images_dir) / event / f"{name}.jpg"
+            if not path.is_file():
+                raise FileNotFoundError(f"predict_widerface: {path} not found (WIDER_val/images layout expected)")
+            x, scale = letterbox(np.asarray(Image.open(path).convert("RGB")), cfg.image_size)
+            boxes, scores, valid = jax.device_get(detect(variables, jnp.asarray(x[None], jnp.float32) / 255.0,
+                                                         config=cfg))
+            b, s = boxes[0][valid[0]] / scale, scores[0][valid[0]]
+            write_prediction_file(Path(pred_dir) / event / f"{name}.txt", f"{name}.jpg",
+                                  np.column_stack([b[:, :2], b[:, 2:] - b[:, :2]]), s)
+            count += 1
+    return count

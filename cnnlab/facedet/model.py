@@ -31,7 +31,8 @@ class ExtraLevel(nn.Module):
 
 class Head(nn.Module):
     """Four residual bottlenecks then a 3×3 convolution to ``outputs`` per cell; with ``upsample`` the map is
-    enlarged ×2 (bilinear) after the first two (v2.1). One instance serves every level (shared weights)."""
+    enlarged ×2 (bilinear) after the first two (v2.1). One instance serves every level (shared weights), so
+    its bottlenecks use GroupNorm (see ``Bottleneck``); the paper does not say which normalisation it used."""
     channels: int
     outputs: int
     upsample: bool
@@ -42,7 +43,7 @@ class Head(nn.Module):
             if i == 2 and self.upsample:
                 n, h, w, c = x.shape
                 x = jax.image.resize(x, (n, 2 * h, 2 * w, c), "bilinear")
-            x = Bottleneck(self.channels // 4)(x, train)
+            x = Bottleneck(self.channels // 4, norm="group")(x, train)
         return nn.Conv(self.outputs, (3, 3), padding=1, kernel_init=nn.initializers.normal(0.01))(x)
 
 

@@ -6,6 +6,7 @@ every example, whose mean — and gradient — is exactly the batch loss.
 """
 
 import dataclasses
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -21,6 +22,7 @@ from cnnlab.facedet.config import FaceNetConfig
 from cnnlab.facedet.data import load_wider_split, make_example, synthetic_faces
 from cnnlab.facedet.losses import detection_loss
 from cnnlab.facedet.model import FaceNet
+from cnnlab.nn.resnet_weights import load_resnet_weights
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
@@ -100,10 +102,13 @@ def make_loss_fns(cfg: FaceNetConfig):
 
 
 def train_facedet(cfg: FaceNetConfig, workdir, *, data="synthetic", num_images: int = 64, seed: int = 0,
-                  eval_every: int | None = None, progress: bool = True) -> dict:
+                  eval_every: int | None = None, progress: bool = True, backbone_weights=None) -> dict:
     """Train ``cfg`` on the synthetic composite (``data="synthetic"``) or an official WIDER FACE folder, then
-    detect on the validation images and score them with the official protocol's steps. Returns the results."""
+    detect on the validation images and score them with the official protocol's steps. Returns the results.
+    ``backbone_weights``: a torchvision ResNet checkpoint the backbone starts from (§5.2.1); None: random."""
     if data == "synthetic":
+        # At most 4 faces per composite: padding to 256 would make the [anchors, faces] IoU matrix 30x larger.
+        cfg = dataclasses.replace(cfg, max_faces=min(cfg.max_faces, 8))
         train_records = synthetic_faces(num_images, size=max(cfg.image_size, 256), seed=seed)
         val_records = synthetic_faces(max(num_images // 4, cfg.batch_size), size=max(cfg.image_size, 256),
                                       seed=seed + 1)
@@ -119,10 +124,16 @@ def train_facedet(cfg: FaceNetConfig, workdir, *, data="synthetic", num_images: 
                                eval_batch_size=cfg.batch_size, log_every=max(1, min(10, cfg.steps)), seed=seed,
                                progress=progress)
     model = FaceNet(cfg)
+    start = "random (from scratch)" if backbone_weights is None else str(backbone_weights)
+    print(f"FaceNet backbone ResNet-{cfg.depth}: {start}")
+    init = None if backbone_weights is None else functools.partial(
+        load_resnet_weights, backbone_weights, cfg.depth, at="backbone")
     results = train.train_and_evaluate(
         config, workdir, model=model, loss_fn=loss_fn, metrics_fn=metrics_fn, inputs_fn=inputs_fn,
-        train_source=train_source, val_source=val_source,
-        task_config={"facedet": dataclasses.asdict(cfg), "data": str(data), "num_images": num_images})
+        train_source=train_source, val_source=val_source, init_variables=init,
+        task_config={"facedet": dataclasses.asdict(cfg), "data": str(data), "num_images": num_images,
+                     "backbone_weights": start})
+    results["backbone_weights"] = start
     variables, _ = train.load_best_variables(workdir, _variables_template(model, cfg))
     from cnnlab.facedet.detect import average_precision
     results["val_ap"] = average_precision(variables, cfg, val_source)

@@ -45,19 +45,26 @@ class BasicBlock(nn.Module):
 
 class Bottleneck(nn.Module):
     """1×1 reduce, 3×3 (strided), 1×1 expand to ``4 · planes``; the residual bottleneck FaceNet also uses
-    for conv6/conv7 and its heads."""
+    for conv6/conv7 and its heads.
+
+    ``norm="group"`` replaces BatchNorm by GroupNorm: a head shared across pyramid levels sees differently
+    scaled maps at each level, and one set of BatchNorm running statistics cannot serve them all at inference.
+    """
     planes: int
     stride: int = 1
     expansion: int = 4
+    norm: str = "batch"
 
     @nn.compact
     def __call__(self, x, train: bool):
         out = self.planes * self.expansion
-        y = nn.relu(_bn(train, "bn1")(_conv(self.planes, 1, 1, "conv1")(x)))
-        y = nn.relu(_bn(train, "bn2")(_conv(self.planes, 3, self.stride, "conv2")(y)))
-        y = _bn(train, "bn3")(_conv(out, 1, 1, "conv3")(y))
+        norm = (lambda name: _bn(train, name)) if self.norm == "batch" else (
+            lambda name: nn.GroupNorm(num_groups=None, group_size=min(8, self.planes), name=name))
+        y = nn.relu(norm("bn1")(_conv(self.planes, 1, 1, "conv1")(x)))
+        y = nn.relu(norm("bn2")(_conv(self.planes, 3, self.stride, "conv2")(y)))
+        y = norm("bn3")(_conv(out, 1, 1, "conv3")(y))
         if self.stride != 1 or x.shape[-1] != out:
-            x = _bn(train, "downsample_bn")(_conv(out, 1, self.stride, "downsample_conv")(x))
+            x = norm("downsample_bn")(_conv(out, 1, self.stride, "downsample_conv")(x))
         return nn.relu(x + y)
 
 

@@ -33,7 +33,7 @@ from cnnlab.nn.resnet import DEPTHS, ResNet
 # torchvision's IMAGENET1K_V1 files, "<name>-<first 8 hex digits of the SHA-256>.pth" (torchvision >= 0.13).
 TORCHVISION_FILES = {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth", 50: "resnet50-0676ba61.pth",
                      101: "resnet101-63fe2227.pth", 152: "resnet152-394f9c45.pth"}
-# The same weights as served in 2018 (torch.utils.model_zoo), which the paper's code downloaded.
+# What torchvision served for pretrained=True in 2018 (torch.utils.model_zoo), when the paper's code ran.
 LEGACY_FILES = {18: "resnet18-5c106cde.pth", 34: "resnet34-333f7ec4.pth", 50: "resnet50-19c8e357.pth",
                 101: "resnet101-5d3b4d8f.pth", 152: "resnet152-b121ed2d.pth"}
 DOWNLOAD_ROOT = "https://download.pytorch.org/models/"
@@ -195,6 +195,8 @@ def pretrained_weights(path, depth: int, *, from_scratch: bool, flag: str) -> Pa
               "torchvision's ImageNet weights (§5.2.1, §7.2.3)", file=sys.stderr)
         return None
     if path is not None:
+        if not Path(path).is_file():  # now, not after the data are loaded and the model is built
+            raise SystemExit(f"{flag} {path}: no such file")
         return Path(path)
     for name in (TORCHVISION_FILES[depth], LEGACY_FILES[depth]):
         for candidate in (weights_dir() / name, (weights_dir() / name).with_suffix(".safetensors")):
@@ -208,7 +210,7 @@ def pretrained_weights(path, depth: int, *, from_scratch: bool, flag: str) -> Pa
 def add_pretrained_arguments(parser, flag: str) -> None:
     """Add ``flag`` (e.g. ``--backbone-weights``) and ``--from-scratch`` to a training command's parser;
     resolve them with ``pretrained_weights(args.<flag>, depth, from_scratch=args.from_scratch, flag=flag)``."""
-    parser.add_argument(flag, type=Path, default=None,
+    parser.add_argument(flag, type=Path, default=None, metavar="PATH",
                         help="torchvision ImageNet ResNet weights, .pth (needs torch) or .safetensors (default: "
                              f"torchvision's file in ${WEIGHTS_DIR_ENV} or ~/.cache/torch/hub/checkpoints)")
     parser.add_argument("--from-scratch", action="store_true",

@@ -122,7 +122,7 @@ def load_best_variables(workdir, variables_template) -> tuple[dict, dict]:
 
 def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_source, val_source,
                        test_source=None, metrics_fn=None, inputs_fn=None, task_config=None,
-                       extra_results=None, mesh=None) -> dict:
+                       extra_results=None, mesh=None, init_variables=None) -> dict:
     """Train ``model`` as ``config`` says, resuming from ``workdir``'s last checkpoint if there is one.
 
     Writes into ``workdir``: ``config.json`` (``config`` and ``task_config``), ``checkpoints/`` (Orbax: the
@@ -130,6 +130,9 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
     Returns the results dict: ``steps``, ``best_step``, ``train_loss`` (mean over the last ``log_every``
     steps), ``val_<metric>`` and ``test_<metric>`` of the best weights, ``wall_seconds``,
     ``examples_per_second`` (training steps only, compile excluded), ``devices``, and ``extra_results``.
+    ``init_variables(variables) -> variables`` (optional) edits the fresh variables before training, e.g.
+    loads a pretrained backbone (``cnnlab.nn.resnet_weights.load_resnet_weights``); a resumed run restores
+    over them.
     """
     began = time.perf_counter()  # wall_seconds counts everything below, compilation and evaluation included
     workdir = Path(workdir)
@@ -143,7 +146,7 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
     _check_run_config(workdir, {"train": config.to_dict(), "task": task_config or {}})
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
-    state = create_train_state(model, config, inputs_fn(train_source[np.arange(1)]))
+    state = create_train_state(model, config, inputs_fn(train_source[np.arange(1)]), init_variables)
     state = jax.device_put(state, replicated)
     best = jax.tree.map(jnp.copy, _variables(state))
     meta = {"best_step": 0, "best_value": None, "wall_seconds": 0.0, "train_seconds": 0.0, "train_examples": 0}

@@ -91,10 +91,13 @@ def _jitted_init(model):
     return jax.jit(lambda key, *xs: model.init({"params": key, "dropout": key}, *xs, train=False))
 
 
-def create_train_state(model, config: TrainConfig, example_inputs: tuple) -> TrainState:
-    """Initialise ``model`` on ``example_inputs`` (a tuple of arrays, batch first) with ``config.seed``."""
+def create_train_state(model, config: TrainConfig, example_inputs: tuple, init_variables=None) -> TrainState:
+    """Initialise ``model`` on ``example_inputs`` (a tuple of arrays, batch first) with ``config.seed``;
+    ``init_variables(variables) -> variables`` (optional) then replaces some, e.g. with pretrained weights."""
     init_key, run_key = jax.random.split(jax.random.key(config.seed))
     variables = _jitted_init(model)(init_key, *example_inputs)
+    if init_variables is not None:
+        variables = init_variables(variables)
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=make_optimizer(config),
                              batch_stats=variables.get("batch_stats", {}),
                              rng=jax.random.key_data(run_key)).replace(step=jnp.asarray(0, jnp.int32))
