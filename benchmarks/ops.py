@@ -5,7 +5,8 @@
 Each row times, in alternation (so a busy machine slows all alike), one jit-compiled forward + backward
 (the VJP of the op for a fixed random output gradient, w.r.t. every input) of: cnnlab's custom VJP (each
 ``impl`` for conv2d), the autodiff twin, and the same layer in PyTorch (``torch==2.13.0``, the ``bench``
-extra; left out if not installed). It prints medians and the ratios autodiff / custom and custom / torch.
+extra; left out if not installed). It prints medians and the ratios autodiff / custom and custom / torch,
+of the medians and (in brackets) of the fastest calls.
 """
 
 import argparse
@@ -93,7 +94,8 @@ def time_alternating(steps, repeats):
             start = time.perf_counter()
             jax.block_until_ready(step())
             times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return ({name: float(np.median(t)) for name, t in times.items()},
+            {name: float(np.min(t)) for name, t in times.items()})
 
 
 def _normal(rng, *shapes):
@@ -146,12 +148,15 @@ def batch_norm_steps(shape, rng):
 
 
 def report(name, steps, flops, repeats):
-    t = time_alternating(steps, repeats)
+    """One row: median ms of each step, then the ratios of medians and (in brackets) of the fastest calls,
+    the latter less disturbed when other jobs share the CPU."""
+    t, t_min = time_alternating(steps, repeats)
     custom = "patches" if "patches" in t else "custom"
     cols = " ".join(f"{k} {1e3 * v:8.2f}" for k, v in t.items())
-    ratios = f"autodiff/{custom} {t['autodiff'] / t[custom]:5.2f}"
+    ratio = lambda a, b: f"{t[a] / t[b]:5.2f} ({t_min[a] / t_min[b]:5.2f})"
+    ratios = f"autodiff/{custom} {ratio('autodiff', custom)}"
     if "torch" in t:
-        ratios += f"  {custom}/torch {t[custom] / t['torch']:5.2f}"
+        ratios += f"  {custom}/torch {ratio(custom, 'torch')}"
     gflops = f"  {custom} {flops / t[custom] / 1e9:5.1f} GFLOP/s" if flops else ""
     print(f"{name:<26} ms: {cols} | {ratios}{gflops}", flush=True)
 
@@ -164,7 +169,8 @@ def main():
     rng = np.random.default_rng(0)
     print(f"backend {jax.default_backend()}, jax {jax.__version__}, "
           f"torch {torch.__version__ if torch else 'not installed'} ({torch.get_num_threads() if torch else 0} "
-          f"threads), float32, forward+backward, median of {args.repeats} alternating calls")
+          f"threads), float32, forward+backward, median of {args.repeats} alternating calls "
+          f"(ratios of medians, and of minima in brackets)")
     groups = {"conv2d": (CONV2D, conv2d_steps), "conv1d": (CONV1D, conv1d_steps),
               "max_pool2d": (MAX_POOL2D, max_pool2d_steps), "batch_norm": (BATCH_NORM, batch_norm_steps)}
     for op, (sizes, make) in groups.items():

@@ -2,5 +2,7 @@
 (``grad="custom"``) or through JAX's autodiff of the same forward (``grad="autodiff"``)."""
 
 from cnnlab.nn.layers import GRADS, BatchNorm, Conv, Dense, MaxPool, op
+from cnnlab.nn.conv1d import Conv1D  # the TCN's causal convolution (owner tcn)
 
 __all__ = ["GRADS", "BatchNorm", "Conv", "Dense", "MaxPool", "op"]
+__all__ += ["Conv1D"]

@@ -12,10 +12,9 @@ whatever the position in the sequence.
 import jax.numpy as jnp
 from flax import linen as nn
 
-from cnnlab import ops
+from cnnlab.nn.layers import GRADS, op
 
 PADDINGS = ("left", "symmetric")
-GRADS = ("custom", "autodiff")
 
 
 class Conv1D(nn.Module):
@@ -24,7 +23,7 @@ class Conv1D(nn.Module):
     weight_norm: kernel ``w = g * v / ||v||`` with the norm over ``(k, C_in)`` per output channel and ``g``
         initialised to ``||v||`` (Salimans & Kingma [6], as ``torch.nn.utils.weight_norm(dim=0)``).
     grad: ``"custom"`` differentiates through ``ops.conv1d``'s hand-written backward, ``"autodiff"``
-        through ``ops.conv1d_autodiff``.
+        through ``ops.conv1d_autodiff`` (``cnnlab.nn.op``).
     """
     features: int
     kernel_size: int
@@ -53,7 +52,7 @@ class Conv1D(nn.Module):
         w = w.astype(x.dtype)
         if decode:
             return self._step(x, w) + b
-        conv = ops.conv1d if self.grad == "custom" else ops.conv1d_autodiff
+        conv = op("conv1d", self.grad)
         if self.padding == "left":
             y = conv(x, w, dilation=d)
         else:

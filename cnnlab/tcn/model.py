@@ -16,7 +16,7 @@ changes (the first block). The final ReLU after the addition follows the origina
 
 from flax import linen as nn
 
-from cnnlab import ops
+from cnnlab.nn import Dense, op
 from cnnlab.nn.conv1d import Conv1D
 from cnnlab.tcn.receptive_field import CONVS_PER_BLOCK, block_dilations, tcn_receptive_field
 
@@ -33,7 +33,7 @@ class ResidualBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, first=None, *, train: bool = False, decode: bool = False):
-        relu = ops.relu if self.grad == "custom" else ops.relu_autodiff
+        relu = op("relu", self.grad)
 
         def layer(i, h):
             h = Conv1D(self.channels, self.kernel_size, self.dilation, self.padding, grad=self.grad,
@@ -106,4 +106,4 @@ class TCN(TemporalConvNet):
     @nn.compact
     def __call__(self, x, *, train: bool = False, decode: bool = False):
         h = TemporalConvNet.__call__(self, x, train=train, decode=decode)
-        return nn.Dense(self.num_classes)(h[:, -1])
+        return Dense(self.num_classes, grad=self.grad)(h[:, -1])

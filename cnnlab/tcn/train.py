@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnlab import ops, train
-from cnnlab.nn.conv1d import GRADS
+from cnnlab import train
+from cnnlab.nn import GRADS, op
 from cnnlab.tcn.data import PERMUTATION_SEED, load_seqmnist, to_sequences
 from cnnlab.tcn.model import TCN
 
@@ -51,8 +51,7 @@ def inputs(batch):
 
 
 def _loss(logits, batch, grad):
-    cross_entropy = ops.cross_entropy if grad == "custom" else ops.cross_entropy_autodiff
-    return cross_entropy(logits, batch["y"])
+    return op("cross_entropy", grad)(logits, batch["y"])
 
 
 LOSSES = {grad: functools.partial(_loss, grad=grad) for grad in GRADS}  # one object each: compiles are reused

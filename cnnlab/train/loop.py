@@ -11,6 +11,7 @@ A task supplies the pieces that are its own:
 
 import functools
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -133,6 +134,7 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
     loads a pretrained backbone (``cnnlab.nn.resnet_weights.load_resnet_weights``); a resumed run restores
     over them.
     """
+    began = time.perf_counter()  # wall_seconds counts everything below, compilation and evaluation included
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     inputs_fn = inputs_fn or default_inputs
@@ -160,8 +162,10 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
     train_step, eval_step = make_steps(model, loss_fn, metrics_fn, inputs_fn)
     schedule = learning_rate_schedule(config)
 
-    began, timed_from, pending, train_means = time.perf_counter(), None, [], {}
-    bar = tqdm(total=config.steps, initial=start, disable=not config.progress, desc="train", unit="step")
+    timed_from, pending, train_means = None, [], {}
+    # Redraw at most every 0.5 s on a terminal, every 30 s into a log file (one line per redraw there).
+    bar = tqdm(total=config.steps, initial=start, disable=not config.progress, desc="train", unit="step",
+               mininterval=0.5 if sys.stderr.isatty() else 30.0)
     try:
         for step in range(start, config.steps):
             batch = train_source[train_indices(len(train_source), config.batch_size, config.seed, step)]
