@@ -55,6 +55,9 @@ Example (a tiny classifier)::
         test_source=train.ArraySource(x=x_test, y=y_test), task_config={"model": "tiny"})
     results["test_accuracy"]
 
+``init_variables(variables) -> variables`` (optional argument of ``train_and_evaluate``) edits the freshly
+initialised variables, e.g. to load a pretrained backbone; a resumed run restores over them.
+
 Afterwards ``load_best_variables(workdir, template)`` returns the best ``{"params", "batch_stats"}`` and
 ``evaluate(eval_step, variables, source, batch_size)`` evaluates them again (``cnnlab eval``).
 """
