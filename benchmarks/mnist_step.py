@@ -35,18 +35,19 @@ def train_flops_per_example() -> int:
     return 3 * forward
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> dict:
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10, use_torch: bool = True) -> dict:
     a = jnp.ones((n, n), jnp.float32)
     f = jax.jit(lambda a: a @ a)
     jax.block_until_ready(f(a))
     best = {"xla": min(_time(lambda: jax.block_until_ready(f(a))) for _ in range(repeats))}
     try:
         import torch
+    except ImportError:
+        use_torch = False
+    if use_torch:
         t = torch.ones(n, n)
         t @ t
         best["torch"] = min(_time(lambda: t @ t) for _ in range(repeats))
-    except ImportError:
-        pass
     return {name: 2 * n ** 3 / seconds / 1e9 for name, seconds in best.items()}
 
 
@@ -100,11 +101,12 @@ def torch_step(batch_size: int):
     return step
 
 
-def benchmark(batch_size: int, rounds: int, steps: int) -> dict:
+def benchmark(batch_size: int, rounds: int, steps: int, use_torch: bool = True) -> dict:
     runners = {"cnnlab-custom": cnnlab_step("custom", batch_size),
                "cnnlab-autodiff": cnnlab_step("autodiff", batch_size)}
     try:
-        runners["pytorch"] = torch_step(batch_size)
+        if use_torch:
+            runners["pytorch"] = torch_step(batch_size)
     except ImportError:
         print("torch not installed: pip install torch==2.13.0 (the bench extra); PyTorch row left out")
     for run in runners.values():  # compile / warm up
@@ -122,9 +124,10 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--json", default=None, help="also write the numbers to this file")
+    p.add_argument("--no-torch", action="store_true", help="leave the PyTorch CPU row out (e.g. on a GPU)")
     args = p.parse_args(argv)
     flops = train_flops_per_example()
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(use_torch=not args.no_torch)
     best_peak = max(peak.values())
     print(f"backend {jax.default_backend()}, {jax.device_count()} device(s), {os.cpu_count()} CPU threads; "
           f"Table 1 CNN training FLOPs/example {flops / 1e6:.1f} M; matmul peak GFLOP/s "
@@ -133,7 +136,7 @@ def main(argv=None):
     print(f"{'batch':>5}  {'implementation':<16} {'examples/s':>10} {'GFLOP/s':>8} {'% peak':>7} "
           f"{'vs pytorch':>10} {'vs autodiff':>11}")
     for batch_size in args.batch_sizes:
-        speeds = benchmark(batch_size, args.rounds, args.steps)
+        speeds = benchmark(batch_size, args.rounds, args.steps, use_torch=not args.no_torch)
         for name, speed in speeds.items():
             gflops = speed * flops / 1e9
             row = {"batch_size": batch_size, "implementation": name, "examples_per_second": speed,

@@ -165,7 +165,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--only", choices=["conv2d", "conv1d", "max_pool2d", "batch_norm"], default=None)
+    parser.add_argument("--no-torch", action="store_true", help="leave the PyTorch CPU column out (e.g. on a GPU)")
     args = parser.parse_args()
+    if args.no_torch:
+        global torch
+        torch = None
     rng = np.random.default_rng(0)
     print(f"backend {jax.default_backend()}, jax {jax.__version__}, "
           f"torch {torch.__version__ if torch else 'not installed'} ({torch.get_num_threads() if torch else 0} "
