@@ -116,8 +116,9 @@ def conv2d_steps(n, h, c_in, c_out, k, s, p, rng):
 
 def conv1d_steps(n, t, c_in, c_out, k, d, rng):
     x, w, g = _normal(rng, (n, t, c_in), (k, c_in, c_out), (n, t, c_out))
-    steps = {"custom": _jax_step(lambda x, w: ops.conv1d(x, w, dilation=d), (x, w), g),
-             "autodiff": _jax_step(lambda x, w: ops.conv1d_autodiff(x, w, dilation=d), (x, w), g)}
+    conv = lambda impl: lambda x, w: ops.conv1d(x, w, dilation=d, impl=impl)
+    steps = {"patches": _jax_step(conv("patches"), (x, w), g), "xla": _jax_step(conv("xla"), (x, w), g),
+             "autodiff": _jax_step(lambda x, w: ops.conv1d_autodiff(x, w, dilation=d, impl="xla"), (x, w), g)}
     if torch is not None:  # left-only padding, as the TCN of §6.2.1
         steps["torch"] = _torch_step(lambda x, w: F.conv1d(F.pad(x, (d * (k - 1), 0)), w, dilation=d),
                                      (x.transpose(0, 2, 1), w.transpose(2, 1, 0)), g.transpose(0, 2, 1))
@@ -148,16 +149,18 @@ def batch_norm_steps(shape, rng):
 
 
 def report(name, steps, flops, repeats):
-    """One row: median ms of each step, then the ratios of medians and (in brackets) of the fastest calls,
-    the latter less disturbed when other jobs share the CPU."""
+    """One row: median ms of each step, then for each custom implementation the ratios autodiff / it and
+    it / torch, of medians and (in brackets) of the fastest calls, the latter less disturbed when other
+    jobs share the CPU; GFLOP/s of the fastest custom implementation."""
     t, t_min = time_alternating(steps, repeats)
-    custom = "patches" if "patches" in t else "custom"
+    customs = [k for k in t if k not in ("autodiff", "torch")]
     cols = " ".join(f"{k} {1e3 * v:8.2f}" for k, v in t.items())
     ratio = lambda a, b: f"{t[a] / t[b]:5.2f} ({t_min[a] / t_min[b]:5.2f})"
-    ratios = f"autodiff/{custom} {ratio('autodiff', custom)}"
+    ratios = "  ".join(f"autodiff/{c} {ratio('autodiff', c)}" for c in customs)
     if "torch" in t:
-        ratios += f"  {custom}/torch {ratio(custom, 'torch')}"
-    gflops = f"  {custom} {flops / t[custom] / 1e9:5.1f} GFLOP/s" if flops else ""
+        ratios += "  " + "  ".join(f"{c}/torch {ratio(c, 'torch')}" for c in customs)
+    fastest = min(customs, key=t.get)
+    gflops = f"  {fastest} {flops / t[fastest] / 1e9:5.1f} GFLOP/s" if flops else ""
     print(f"{name:<26} ms: {cols} | {ratios}{gflops}", flush=True)
 
 

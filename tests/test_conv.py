@@ -34,32 +34,42 @@ def _assert_close(got, want, tol):
 
 # ---------------------------------------------------------------- conv1d
 
-def test_conv1d_matches_explicit_sum_eq63():
+@pytest.mark.parametrize("impl", ["patches", "xla"])
+def test_conv1d_matches_explicit_sum_eq63(impl):
     n, t, ci, co, k, d = 2, 10, 3, 2, 3, 2
     x, w = _rand(0, (n, t, ci), (k, ci, co))
     x_pad = np.pad(np.asarray(x), ((0, 0), (d * (k - 1), 0), (0, 0)))
     want = sum(x_pad[:, i * d:i * d + t] @ np.asarray(w[i]) for i in range(k))
-    np.testing.assert_allclose(ops.conv1d(x, w, dilation=d), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ops.conv1d(x, w, dilation=d, impl=impl), want, rtol=1e-5, atol=1e-5)
 
 
-def test_conv1d_is_causal_future_input_changes_no_earlier_output():
+@pytest.mark.parametrize("impl", ["patches", "xla"])
+def test_conv1d_is_causal_future_input_changes_no_earlier_output(impl):
     x, w = _rand(1, (2, 16, 3), (4, 3, 5))
     t0 = 9
     x_future = x.at[:, t0].add(10.0)
     for d in (1, 2, 4):
-        y, y_future = ops.conv1d(x, w, dilation=d), ops.conv1d(x_future, w, dilation=d)
+        conv = functools.partial(ops.conv1d, w=w, dilation=d, impl=impl)
+        y, y_future = conv(x), conv(x_future)
         np.testing.assert_array_equal(y[:, :t0], y_future[:, :t0])
         assert not np.allclose(y[:, t0], y_future[:, t0])
         # the gradient of an early output must not reach later inputs either
-        dx = jax.grad(lambda x: ops.conv1d(x, w, dilation=d)[:, :t0].sum())(x)
+        dx = jax.grad(lambda x: conv(x)[:, :t0].sum())(x)
         assert np.all(dx[:, t0:] == 0)
 
 
-def test_conv1d_works_under_jit_and_vmap():
+@pytest.mark.parametrize("impl", ["patches", "xla"])
+def test_conv1d_works_under_jit_and_vmap(impl):
     x, w, g = _rand(2, (3, 2, 8, 3), (3, 3, 4), (3, 2, 8, 4))
-    f = jax.jit(jax.vmap(lambda x, g: jax.vjp(lambda x, w: ops.conv1d(x, w, dilation=2), x, w)[1](g)))
+    f = jax.jit(jax.vmap(lambda x, g: jax.vjp(lambda x, w: ops.conv1d(x, w, dilation=2, impl=impl), x, w)[1](g)))
     f_ref = jax.vmap(lambda x, g: jax.vjp(lambda x, w: ops.conv1d_autodiff(x, w, dilation=2), x, w)[1](g))
     _assert_close(f(x, g), f_ref(x, g), 1e-5)
+
+
+def test_conv1d_auto_is_xla_on_cpu_and_patches_elsewhere():
+    x, w = _rand(3, (2, 12, 3), (3, 3, 4))
+    program = jax.jit(lambda x, w: ops.conv1d(x, w, dilation=2)).lower(x, w).as_text()
+    assert ("convolution" in program) == (jax.default_backend() == "cpu")
 
 
 @pytest.mark.parametrize("shape_x,shape_w,kwargs,error,match", [
@@ -68,6 +78,7 @@ def test_conv1d_works_under_jit_and_vmap():
     ((2, 8, 3), (3, 2, 4), {}, ValueError, r"conv1d: channel mismatch.*C_in=3.*C_in=2"),
     ((2, 8, 3), (3, 3, 4), {"dilation": 0}, ValueError, r"conv1d: dilation must be >= 1"),
     ((2, 8, 3), (3, 3, 4), {"dilation": 1.0}, TypeError, r"conv1d: dilation must be a Python int"),
+    ((2, 8, 3), (3, 3, 4), {"impl": "cudnn"}, ValueError, r"conv1d: impl must be one of"),
 ])
 def test_conv1d_rejects_bad_input(shape_x, shape_w, kwargs, error, match):
     with pytest.raises(error, match=match):

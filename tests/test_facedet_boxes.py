@@ -86,11 +86,13 @@ def _nms_np(boxes, scores, thr):
     return keep
 
 
-def test_nms_matches_greedy_reference():
+@pytest.mark.parametrize("n,size,padded", [(60, 60.0, 0), (400, 30.0, 50)])  # sparse; crowded with padding
+def test_nms_matches_greedy_reference(n, size, padded):
     rng = np.random.default_rng(2)
-    boxes, scores = _random_boxes(rng, 60, size=60.0), rng.uniform(size=60).astype(np.float32)
-    idx, valid = jax.jit(lambda b, s: nms(b, s, iou_threshold=0.4, max_outputs=80))(boxes, scores)
-    want = _nms_np(boxes, scores, 0.4)
+    boxes, scores = _random_boxes(rng, n, size=size), rng.uniform(size=n).astype(np.float32)
+    scores[:padded] = -np.inf  # padding never comes out
+    idx, valid = jax.jit(lambda b, s: nms(b, s, iou_threshold=0.4, max_outputs=n + 20))(boxes, scores)
+    want = [i + padded for i in _nms_np(boxes[padded:], scores[padded:], 0.4)]
     assert np.asarray(idx)[np.asarray(valid)].tolist() == want
     assert not np.asarray(valid)[len(want):].any()
 

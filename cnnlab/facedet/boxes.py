@@ -92,11 +92,20 @@ def nms(boxes, scores, *, iou_threshold: float, max_outputs: int, pre_nms_top_k:
     # Only earlier (higher-scoring) boxes can suppress a later one.
     suppresses = (overlaps > iou_threshold) & jnp.tri(k, k, -1, dtype=bool)
 
-    def visit(i, keep):
-        suppressed = jnp.any(suppresses[i] & keep)
-        return keep.at[i].set(~suppressed & jnp.isfinite(top_scores[i]))
+    # Greedy NMS keeps box i iff no kept earlier box suppresses it. Instead of visiting the k boxes one by one
+    # (k dependent steps), iterate that rule on all boxes at once from "keep every real box": after round r
+    # every box whose chain of possible suppressors is at most r long is final, so the loop reaches the
+    # greedy answer (its unique fixed point) in (longest chain + 1) rounds, a handful in practice.
+    real = jnp.isfinite(top_scores)
 
-    keep = jax.lax.fori_loop(0, k, visit, jnp.zeros(k, bool))
+    def rule(keep):
+        return real & ~jnp.any(suppresses & keep[None, :], axis=1)
+
+    def not_done(carry):
+        keep, previous = carry
+        return jnp.any(keep != previous)
+
+    keep, _ = jax.lax.while_loop(not_done, lambda carry: (rule(carry[0]), carry[0]), (rule(real), real))
     # Kept boxes first, in score order: sort by (not kept, rank).
     sel = jnp.argsort(jnp.where(keep, jnp.arange(k), k + jnp.arange(k)))
     indices, valid = order[sel], keep[sel]

@@ -16,13 +16,22 @@ from cnnlab.ops._checks import check_floating, check_int_at_least, check_rank
 _NWC = ("NWC", "WIO", "NWC")
 
 
-def _check_conv1d(x, w, dilation):
+_IMPLS = ("auto", "patches", "xla")
+
+
+def _check_impl(op, impl):
+    if impl not in _IMPLS:
+        raise ValueError(f"{op}: impl must be one of {_IMPLS}, got {impl!r}")
+
+
+def _check_conv1d(x, w, dilation, impl):
     op = "conv1d"
     check_rank(op, "x", x, 3, "NTC")
     check_rank(op, "w", w, 3, "k, C_in, C_out")
     check_floating(op, "x", x)
     check_floating(op, "w", w)
     check_int_at_least(op, "dilation", dilation, 1)
+    _check_impl(op, impl)
     if x.shape[2] != w.shape[1]:
         raise ValueError(f"conv1d: channel mismatch, x has C_in={x.shape[2]} (x.shape={x.shape}) but "
                          f"w expects C_in={w.shape[1]} (w.shape={w.shape})")
@@ -38,25 +47,8 @@ def _conv1d_fwd_xla(x, w, dilation):
                                     rhs_dilation=(dilation,), dimension_numbers=_NWC)
 
 
-def conv1d_autodiff(x, w, *, dilation=1):
-    """Causal dilated convolution (Eq. (63)–(64)), gradient derived by JAX. Same signature as ``conv1d``."""
-    _check_conv1d(x, w, dilation)
-    return _conv1d_fwd_xla(x, w, dilation)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv1d(x, w, dilation):
-    return _conv1d_fwd_xla(x, w, dilation)
-
-
-def _conv1d_fwd(x, w, dilation):
-    return _conv1d_fwd_xla(x, w, dilation), (x, w)
-
-
-def _conv1d_bwd(dilation, res, g):
-    x, w = res
-    k = w.shape[0]
-    pad = dilation * (k - 1)
+def _conv1d_bwd_xla(dilation, x, w, g):
+    pad = dilation * (w.shape[0] - 1)
     # dx[t] = sum_i g[t + d(k-1) - d i] w[i]^T: the anti-causal twin of the forward, i.e. the same dilated
     # convolution of g with the time-reversed, channel-swapped kernel and right-only padding d(k-1).
     w_rot = jnp.flip(w, 0).swapaxes(1, 2)
@@ -66,27 +58,87 @@ def _conv1d_bwd(dilation, res, g):
     # output index by d. The batch axis N is the contraction ("feature") axis, C_in plays the batch axis.
     dw = lax.conv_general_dilated(x, g, window_strides=(dilation,), padding=[(pad, 0)],
                                   dimension_numbers=("CWN", "IWO", "WNC"))
+    return dx, dw
+
+
+def _taps(x, k, dilation):
+    """The 1-D patch matrix [N, T, k * C]: row t holds x_pad[t], x_pad[t + d], ..., x_pad[t + d(k-1)] of the
+    left-padded input, i.e. the k inputs that output t reads (Eq. (63))."""
+    t, pad = x.shape[1], dilation * (k - 1)
+    x_pad = jnp.pad(x, ((0, 0), (pad, 0), (0, 0)))
+    return jnp.concatenate([x_pad[:, i * dilation:i * dilation + t] for i in range(k)], axis=-1)
+
+
+def _conv1d_fwd_patches(x, w, dilation):
+    k, c_in, c_out = w.shape
+    return _taps(x, k, dilation) @ w.reshape(k * c_in, c_out)
+
+
+def _conv1d_bwd_patches(dilation, x, w, g):
+    k, c_in, c_out = w.shape
+    t = x.shape[1]
+    # dW = P^T g and dP = g W^T, one matmul each; dP's k column blocks are shifted back onto the input
+    # (tap i of output t read input t - d(k-1-i)): the 1-D row2im.
+    dw = jnp.einsum("ntp,nto->po", _taps(x, k, dilation), g).reshape(k, c_in, c_out)
+    d_taps = (g @ w.reshape(k * c_in, c_out).T).reshape(*g.shape[:2], k, c_in)
+    dx = 0
+    for i in range(k):
+        shift = dilation * (k - 1 - i)
+        dx = dx + jnp.pad(d_taps[:, :, i], ((0, 0), (0, shift), (0, 0)))[:, shift:shift + t]
+    return dx, dw
+
+
+def _resolve_conv1d(impl):
+    # Decided at trace time. cuDNN's dilated 1-D convolution with the TCN's 32 channels ran at ~1 TFLOP/s on
+    # an H100 (docs/performance.md); the patch matmuls are memory-bound and far faster there.
+    if impl == "auto":
+        return "xla" if jax.default_backend() == "cpu" else "patches"
+    return impl
+
+
+def conv1d_autodiff(x, w, *, dilation=1, impl="auto"):
+    """Causal dilated convolution (Eq. (63)–(64)), gradient derived by JAX. Same signature as ``conv1d``."""
+    _check_conv1d(x, w, dilation, impl)
+    fwd = _conv1d_fwd_patches if _resolve_conv1d(impl) == "patches" else _conv1d_fwd_xla
+    return fwd(x, w, dilation)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv1d(x, w, dilation, impl):
+    fwd = _conv1d_fwd_patches if impl == "patches" else _conv1d_fwd_xla
+    return fwd(x, w, dilation)
+
+
+def _conv1d_fwd(x, w, dilation, impl):
+    return _conv1d(x, w, dilation, impl), (x, w)
+
+
+def _conv1d_bwd(dilation, impl, res, g):
+    x, w = res
+    bwd = _conv1d_bwd_patches if impl == "patches" else _conv1d_bwd_xla
+    dx, dw = bwd(dilation, x, w, g)
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
 _conv1d.defvjp(_conv1d_fwd, _conv1d_bwd)
 
 
-def conv1d(x, w, *, dilation=1):
+def conv1d(x, w, *, dilation=1, impl="auto"):
     """Causal dilated 1-D convolution of the TCN, Eq. (63)–(64) with s = 1, p_left = d(k-1), p_right = 0.
 
     x: [N, T, C_in], w: [k, C_in, C_out] -> [N, T, C_out]; output t depends on x[t - d(k-1) .. t] only.
     The backward pass is written out: dx is the time-reversed (anti-causal) convolution of the output
-    gradient, dW the correlation of the padded input with it.
+    gradient, dW the correlation of the padded input with it. ``impl``: "xla" = ``lax.conv_general_dilated``,
+    "patches" = one matmul with the [N, T, k C_in] patch matrix (and its transpose for the backward),
+    "auto" = xla on the CPU, patches elsewhere. All give the same values.
     """
-    _check_conv1d(x, w, dilation)
-    return _conv1d(x, w, dilation)
+    _check_conv1d(x, w, dilation, impl)
+    return _conv1d(x, w, dilation, _resolve_conv1d(impl))
 
 
 # ---------------------------------------------------------------------------------------------- conv2d
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
-_IMPLS = ("auto", "patches", "xla")
 # Patch-matrix rows (output pixels) per im2row block on the CPU: the patch matrix of a few examples stays in
 # the cache while it is multiplied; the whole batch's one (66 MB for 64->64 at 24x24, batch 50) does not.
 _BLOCK_ROWS = 1024
@@ -107,8 +159,7 @@ def _check_conv2d(x, w, stride, padding, impl):
     check_floating(op, "w", w)
     check_int_at_least(op, "stride", stride, 1)
     check_int_at_least(op, "padding", padding, 0)
-    if impl not in _IMPLS:
-        raise ValueError(f"conv2d: impl must be one of {_IMPLS}, got {impl!r}")
+    _check_impl(op, impl)
     if x.shape[3] != w.shape[2]:
         raise ValueError(f"conv2d: channel mismatch, x has C_in={x.shape[3]} (x.shape={x.shape}) but "
                          f"w expects C_in={w.shape[2]} (w.shape={w.shape})")

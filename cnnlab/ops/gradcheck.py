@@ -103,11 +103,11 @@ CASES = [
       for x, w, s, p in [((2, 7, 7, 3), (3, 3, 3, 4), 1, 0), ((5, 9, 8, 2), (3, 3, 2, 3), 2, 1),
                          ((3, 7, 9, 2), (2, 2, 2, 2), 3, 2), ((9, 5, 5, 1), (5, 5, 1, 2), 1, 2),
                          ((4, 6, 7, 3), (4, 4, 3, 2), 3, 0), ((5, 8, 8, 2), (1, 1, 2, 2), 2, 0)]],
-    # conv1d (owner conv): causal, dilations 1-3, kernels 1-4
-    Case("conv1d", conv1d, conv1d_autodiff, normal((2, 9, 3), (3, 3, 4))),
-    Case("conv1d", conv1d, conv1d_autodiff, normal((3, 11, 2), (2, 2, 5)), dict(dilation=3)),
-    Case("conv1d", conv1d, conv1d_autodiff, normal((1, 5, 2), (4, 2, 2)), dict(dilation=2)),
-    Case("conv1d", conv1d, conv1d_autodiff, normal((2, 7, 3), (1, 3, 2)), dict(dilation=2)),
+    # conv1d (owner conv): each implementation, causal, dilations 1-3, kernels 1-4, d(k-1) >= T
+    *[Case("conv1d", conv1d, conv1d_autodiff, normal(x, w), dict(dilation=d, impl=impl))
+      for impl in ("patches", "xla")
+      for x, w, d in [((2, 9, 3), (3, 3, 4), 1), ((3, 11, 2), (2, 2, 5), 3), ((1, 5, 2), (4, 2, 2), 2),
+                      ((2, 7, 3), (1, 3, 2), 2)]],
     # max_pool2d (owner conv): random normal inputs have no ties (tests/test_conv.py checks the tie rule)
     Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((2, 4, 4, 3))),
     Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((2, 7, 6, 2)), dict(window=3, stride=2)),
