@@ -140,4 +140,5 @@ def test_paper_schedule_and_its_scaled_version():
     assert paper_config(permuted=True).lr_boundaries == (200, 1_000, 130_000, 180_000)
     assert paper_config(permuted=True).steps == 200_000 and paper_config().batch_size == 100
     assert scaled_config(100_000) == paper_config() and scaled_config(200_000, True) == paper_config(True)
-    assert scaled_config(400).lr_boundaries == (40, 80, 280, 360)
+    assert scaled_config(400).lr_boundaries == (40, 200, 280, 360)
+    assert scaled_config(3_000).lr_boundaries == (200, 1_000, 2_100, 2_700)
