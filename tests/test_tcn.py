@@ -1,5 +1,7 @@
 """TCN (§6): receptive field vs gradient support, padding-scheme and streaming equalities, dilations."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -142,3 +144,21 @@ def test_paper_schedule_and_its_scaled_version():
     assert scaled_config(100_000) == paper_config() and scaled_config(200_000, True) == paper_config(True)
     assert scaled_config(400).lr_boundaries == (40, 200, 280, 360)
     assert scaled_config(3_000).lr_boundaries == (200, 1_000, 2_100, 2_700)
+
+
+def test_train_seqmnist_cli_end_to_end_writes_results_and_refuses_other_settings(tmp_path, capsys):
+    from cnnlab.cli import main
+
+    out = tmp_path / "run"
+    tiny = ["train", "seqmnist", "--block", "radical", "--num-blocks", "1", "--channels", "4",
+            "--kernel-size", "2", "--permuted", "--steps", "3", "--batch-size", "10", "--eval-every", "3",
+            "--train-examples", "100", "--no-progress", "--out", str(out)]
+    assert main(tiny) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 3 and results["permuted"] and results["block"] == "radical"
+    assert 0.0 <= results["test_accuracy"] <= 1.0
+    assert results["receptive_field"] == TCN(block="radical", num_blocks=1, channels=4, kernel_size=2).receptive_field()
+    splits = [json.loads(line)["split"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert "train" in splits and "val" in splits and (out / "curves.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="another configuration"):  # same folder, other settings
+        main([*tiny[:-2], "--lr", "0.5", "--out", str(out)])
