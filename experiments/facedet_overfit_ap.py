@@ -2,8 +2,9 @@
 
 Rebuilds the run's validation images exactly as ``train_facedet`` did (same seed), and scores the detector at
 its random initialisation (the engine's ``create_train_state`` seed) and with the run's best weights, by the
-official WIDER protocol's steps (every face counting). Usage:
-    python experiments/facedet_overfit_ap.py RUN_DIR [--num-images 16] [--seed 0]
+official WIDER protocol's steps (every face counting). ``--split train`` scores the training composites
+instead (un-augmented): how far the run over-fits them. Usage:
+    python experiments/facedet_overfit_ap.py RUN_DIR [--num-images 16] [--seed 0] [--split val|train]
 """
 
 import argparse
@@ -23,15 +24,19 @@ def main():
     parser.add_argument("run")
     parser.add_argument("--num-images", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=("val", "train"), default="val")
     args = parser.parse_args()
     cfg, trained = load_trained(args.run)
-    records = synthetic_faces(max(args.num_images // 4, cfg.batch_size), size=max(cfg.image_size, 256),
-                              seed=args.seed + 1)
+    if args.split == "train":  # as train_facedet builds them
+        records = synthetic_faces(args.num_images, size=max(cfg.image_size, 256), seed=args.seed)
+    else:
+        records = synthetic_faces(max(args.num_images // 4, cfg.batch_size), size=max(cfg.image_size, 256),
+                                  seed=args.seed + 1)
     val = FaceSource(records, cfg, seed=args.seed, augment=False)
     init_key, _ = jax.random.split(jax.random.key(args.seed))  # as cnnlab.train.create_train_state
     x = jnp.zeros((1, cfg.image_size, cfg.image_size, 3))
     initial = FaceNet(cfg).init({"params": init_key, "dropout": init_key}, x, train=False)
-    out = {"val_images": len(val), "faces": int(sum(len(r["boxes"]) for r in records)),
+    out = {"split": args.split, "images": len(val), "faces": int(sum(len(r["boxes"]) for r in records)),
            "ap_initial": average_precision(initial, cfg, val), "ap_trained": average_precision(trained, cfg, val)}
     print(json.dumps(out, indent=2))
 
