@@ -80,8 +80,10 @@ def add_train_parser(train_subparsers) -> None:
     p.add_argument("--config", required=True, help="v1_0 … v2_5 (experiments/facedet_<config>.py) or a .py path")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs, results.json); resumes")
     p.add_argument("--data", default="synthetic",
-                   help="'synthetic' (LFW faces on photographs) or an official WIDER FACE folder "
-                        "(wider_face_split/, WIDER_train/, WIDER_val/)")
+                   help="'synthetic' (LFW faces on photographs), an official WIDER FACE folder "
+                        "(wider_face_split/, WIDER_train/, WIDER_val/), or 'tfds' / 'tfds:train[:2000]' "
+                        "(tensorflow-datasets' wider_face, online; the decoded images are held in memory: "
+                        "slice the train split on small machines)")
     p.add_argument("--num-images", type=int, default=64, help="synthetic training images")
     for name, kind in (("steps", int), ("image-size", int), ("batch-size", int), ("learning-rate", float),
                        ("channels", int), ("depth", int), ("eval-every", int)):
