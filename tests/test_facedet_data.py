@@ -1,10 +1,13 @@
-"""WIDER FACE reader, augmentation box transforms and the synthetic composite."""
+"""WIDER FACE reader, its tensorflow-datasets twin, augmentation box transforms and the synthetic composite."""
+
+import sys
+import types
 
 import numpy as np
 import pytest
 
 from cnnlab.facedet.data import (_crop_boxes, color_jitter, pad_boxes, random_crop_flip, read_wider_annotations,
-                                 synthetic_faces)
+                                 synthetic_faces, tfds_wider_records)
 
 GOOD = """0--Parade/0_Parade_marchingband_1_849.jpg
 1
@@ -36,6 +39,42 @@ def test_reader_skips_invalid_and_zero_size_faces_and_keeps_zero_face_images(tmp
     np.testing.assert_array_equal(records[1]["boxes"], [[361, 98, 624, 437]])  # invalid and w=0 skipped
     assert records[2]["boxes"].shape == (0, 4) and records[3]["boxes"].shape == (0, 4)
     np.testing.assert_array_equal(records[4]["boxes"], [[1, 2, 4, 6]])
+
+
+def _tfds_example(name, height, width, faces):
+    """The first entries of GOOD as tfds' wider_face builder stores them: bbox = [ymin, xmin, ymax, xmax] / size
+    in float32, flags per face. faces: (x, y, w, h, invalid) official pixels."""
+    bbox = [[y / height, x / width, (y + h) / height, (x + w) / width] for x, y, w, h, _ in faces]
+    return {"image": np.zeros((height, width, 3), np.uint8), "image/filename": name.encode(),
+            "faces": {"bbox": np.asarray(bbox, np.float32).reshape(-1, 4),
+                      "invalid": np.array([f[4] for f in faces], bool), "blur": np.zeros(len(faces), np.uint8)}}
+
+
+def test_tfds_records_equal_the_official_readers_and_drop_invalid_and_zero_size_faces(tmp_path, monkeypatch):
+    examples = [_tfds_example("0--Parade/0_Parade_marchingband_1_849.jpg", 683, 1024, [(449, 330, 122, 149, 0)]),
+                _tfds_example("0--Parade/0_Parade_Parade_0_904.jpg", 1366, 1024,
+                              [(361, 98, 263, 339, 0), (10, 10, 5, 5, 1), (20, 20, 0, 7, 0)]),
+                _tfds_example("0--Parade/0_Parade_marchingband_1_empty.jpg", 768, 1024, [])]
+    fake = types.ModuleType("tensorflow_datasets")
+    fake.load = lambda name, split, data_dir=None: examples if (name, split) == ("wider_face", "validation") else None
+    fake.as_numpy = iter
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+    records = list(tfds_wider_records("validation"))
+    path = tmp_path / "wider_face_val_bbx_gt.txt"
+    path.write_text(GOOD)
+    official = read_wider_annotations(path)[:3]
+    assert [r["path"] for r in records] == [r["path"] for r in official]
+    for tfds_record, record in zip(records, official):
+        assert tfds_record["boxes"].dtype == np.float32
+        np.testing.assert_array_equal(tfds_record["boxes"], record["boxes"])
+    np.testing.assert_array_equal(records[1]["boxes"], [[361, 98, 624, 437]])
+    assert records[2]["boxes"].shape == (0, 4) and records[1]["image"].shape == (1366, 1024, 3)
+
+
+def test_tfds_source_without_the_package_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    with pytest.raises(ImportError, match=r'tfds_wider_records: .*pip install "cnnlab\[tfds\]"'):
+        tfds_wider_records("train")
 
 
 @pytest.mark.parametrize("text,line,message", [

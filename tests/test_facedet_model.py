@@ -1,15 +1,20 @@
 """ResNet backbone and FaceNet: sizes against torchvision's published parameter counts and the anchor layout,
-the prior-probability bias, and the 16 Table 4 configs."""
+the prior-probability bias, the 16 Table 4 configs, and ``cnnlab detect`` on video files."""
 
 import dataclasses
+import json
+import sys
 
+import av
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
+from cnnlab.cli import main
 from cnnlab.facedet.anchors import generate_anchors
-from cnnlab.facedet.detect import detect
+from cnnlab.facedet.detect import detect, detect_files
 from cnnlab.facedet.model import FaceNet
 from cnnlab.facedet.train import EXPERIMENTS, load_config
 from cnnlab.nn.resnet import ResNet
@@ -84,3 +89,52 @@ def test_detect_rejects_images_of_another_size(tiny):
     cfg, variables = tiny
     with pytest.raises(ValueError, match=r"detect: images must be \[N, 64, 64, 3\]"):
         detect(variables, jnp.zeros((1, 32, 32, 3)), config=cfg)
+
+
+def _write_video(path, frames, fps):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def _read_video(path):
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return float(stream.average_rate), np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+
+
+def test_detect_cli_on_a_video_writes_every_frame_at_its_fps_and_detects_frames_as_images(tiny, tmp_path,
+                                                                                          monkeypatch, capsys):
+    cfg, variables = tiny
+    monkeypatch.setattr("cnnlab.facedet.train.load_trained", lambda path: tiny)
+    frames = np.random.default_rng(0).integers(0, 256, (5, 64, 96, 3), dtype=np.uint8)
+    _write_video(tmp_path / "clip.mp4", frames, fps=12)
+    main(["detect", str(tmp_path / "clip.mp4"), "--checkpoint", str(tmp_path), "--out", str(tmp_path / "out"),
+          "--threshold", "0", "--max-frames", "4", "--every", "2"])
+    assert "in 0 images and 2 detected frames of 1 videos" in capsys.readouterr().out
+    fps, written = _read_video(tmp_path / "out" / "clip.mp4")
+    assert fps == 12 and written.shape == (4, 64, 96, 3)
+    (video,) = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert [f["frame"] for f in video["frames"]] == [0, 2]
+    # The decoded frame 2, saved as an image, gets the same detections: frames are letterboxed like images.
+    _, decoded = _read_video(tmp_path / "clip.mp4")
+    Image.fromarray(decoded[2]).save(tmp_path / "frame2.png")
+    (image,) = detect_files(variables, cfg, [tmp_path / "frame2.png"], tmp_path / "images", threshold=0)
+    assert video["frames"][1]["faces_x1y1x2y2_score"] == image["faces_x1y1x2y2_score"]
+    boxes = np.array([f[:4] for f in image["faces_x1y1x2y2_score"]])
+    # In the frame's 96 x 64 pixels, not the detector's 64² letterbox.
+    assert len(boxes) > 10 and boxes[:, 2].max() > 64 and (boxes >= 0).all() and (boxes[:, 3] <= 64).all()
+
+
+def test_detect_names_a_corrupt_video_and_a_missing_pyav(tiny, tmp_path, monkeypatch):
+    cfg, variables = tiny
+    (tmp_path / "broken.mp4").write_bytes(np.random.default_rng(0).bytes(2000))
+    with pytest.raises(ValueError, match=r"detect: cannot read video .*broken\.mp4"):
+        detect_files(variables, cfg, [tmp_path / "broken.mp4"], tmp_path / "out")
+    monkeypatch.setitem(sys.modules, "av", None)
+    with pytest.raises(ImportError, match=r'pip install "cnnlab\[facedet\]"'):
+        detect_files(variables, cfg, [tmp_path / "broken.mp4"], tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()  # failed before any work

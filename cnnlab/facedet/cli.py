@@ -80,8 +80,10 @@ def add_train_parser(train_subparsers) -> None:
     p.add_argument("--config", required=True, help="v1_0 … v2_5 (experiments/facedet_<config>.py) or a .py path")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs, results.json); resumes")
     p.add_argument("--data", default="synthetic",
-                   help="'synthetic' (LFW faces on photographs) or an official WIDER FACE folder "
-                        "(wider_face_split/, WIDER_train/, WIDER_val/)")
+                   help="'synthetic' (LFW faces on photographs), an official WIDER FACE folder "
+                        "(wider_face_split/, WIDER_train/, WIDER_val/), or 'tfds' / 'tfds:train[:2000]' "
+                        "(tensorflow-datasets' wider_face, online; the decoded images are held in memory: "
+                        "slice the train split on small machines)")
     p.add_argument("--num-images", type=int, default=64, help="synthetic training images")
     for name, kind in (("steps", int), ("image-size", int), ("batch-size", int), ("learning-rate", float),
                        ("channels", int), ("depth", int), ("eval-every", int)):
@@ -97,18 +99,28 @@ def run_detect(args) -> int:
 
     cfg, variables = load_trained(args.checkpoint)
     if args.paths:
-        results = detect_files(variables, cfg, args.paths, args.out, threshold=args.threshold)
-        print(f"{sum(len(r['faces_x1y1x2y2_score']) for r in results)} faces in {len(results)} images -> {args.out}")
+        results = detect_files(variables, cfg, args.paths, args.out, threshold=args.threshold,
+                               max_frames=args.max_frames, every=args.every)
+        images = [r for r in results if "image" in r]
+        frames = [f for r in results if "video" in r for f in r["frames"]]
+        faces = sum(len(r["faces_x1y1x2y2_score"]) for r in images + frames)
+        print(f"{faces} faces in {len(images)} images and {len(frames)} detected frames of "
+              f"{len(results) - len(images)} videos -> {args.out}")
     if args.benchmark:
         print(json.dumps({"ms_per_image": time_detect(variables, cfg), "image_size": cfg.image_size}))
     return 0
 
 
 def add_detect_parser(commands) -> None:
-    p = commands.add_parser("detect", help="detect faces in images with a trained FaceNet")
-    p.add_argument("paths", nargs="*", help="image files or folders")
+    p = commands.add_parser("detect", help="detect faces in images and videos with a trained FaceNet")
+    p.add_argument("paths", nargs="*", help="image files (.jpg .png .bmp), videos (.mp4 .avi .mov .mkv .webm) "
+                                            "or folders of them")
     p.add_argument("--checkpoint", type=Path, required=True, help="run folder written by cnnlab train facedet")
-    p.add_argument("--out", type=Path, default=Path("detections"), help="annotated images + detections.json")
+    p.add_argument("--out", type=Path, default=Path("detections"),
+                   help="annotated images and videos (<name>.mp4, same fps) + detections.json")
     p.add_argument("--threshold", type=float, default=0.5, help="minimum face probability to report")
+    p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames of each video")
+    p.add_argument("--every", type=int, default=1,
+                   help="detect on every K-th video frame (the frames between are drawn with the last boxes)")
     p.add_argument("--benchmark", action="store_true", help="print ms per image at the model's input size")
     p.set_defaults(func=run_detect)

@@ -1,5 +1,5 @@
-"""Face-detection data: the official WIDER FACE reader, the §5.2.2/§5.3.5 augmentation, and a synthetic
-composite of real faces on real photographs for CPU over-fitting runs.
+"""Face-detection data: the official WIDER FACE reader (and tensorflow-datasets' copy), the §5.2.2/§5.3.5
+augmentation, and a synthetic composite of real faces on real photographs for CPU over-fitting runs.
 
 Host-side numpy (the usual JAX split: input pipeline in numpy, model in jit). Boxes are x1 y1 x2 y2 pixels.
 A batch is ``{"image": [N, S, S, 3] float32 in [0, 1], "boxes": [N, G, 4] float32, "valid": [N, G] bool}``
@@ -83,6 +83,33 @@ def load_wider_split(root, split: str = "train") -> list:
     for r in records:
         r["path"] = str(root / f"WIDER_{split}" / "images" / r["path"])
     return records
+
+
+def tfds_wider_records(split: str = "train", *, data_dir=None):
+    """Records of tensorflow-datasets' ``wider_face`` for online users (``pip install "cnnlab[tfds]"``):
+    ``{"path": "<event>/<name>.jpg", "image": [H, W, 3] uint8, "boxes": [F, 4] x1 y1 x2 y2 pixels}``, the boxes
+    as ``read_wider_annotations`` gives them. An iterator over ``split`` ("train", "validation", "train[:1000]"):
+    §5.2.2 trains on WIDER FACE train and evaluates on validation.
+
+    tfds keeps each face's ``bbox`` as [ymin, xmin, ymax, xmax] divided by the image size (clipped to the image)
+    and its official flags; as in the official reader, ``invalid`` faces and zero-size boxes are skipped.
+    """
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise ImportError('tfds_wider_records: needs tensorflow-datasets and TensorFlow: '
+                          'pip install "cnnlab[tfds]"') from e
+    return map(_tfds_record, tfds.as_numpy(tfds.load("wider_face", split=split, data_dir=data_dir)))
+
+
+def _tfds_record(example) -> dict:
+    image, faces = example["image"], example["faces"]
+    h, w = image.shape[:2]
+    # Rounding recovers the official integer pixels from the float32 fractions.
+    ymin, xmin, ymax, xmax = np.round(np.reshape(faces["bbox"], (-1, 4)) * [h, w, h, w]).T
+    keep = ~np.asarray(faces["invalid"], bool).reshape(-1) & (xmax > xmin) & (ymax > ymin)
+    boxes = np.stack([xmin, ymin, xmax, ymax], axis=1)[keep].astype(np.float32)
+    return {"path": example["image/filename"].decode(), "image": image, "boxes": boxes}
 
 
 def random_crop_flip(image, boxes, size: int, rng):

@@ -1,10 +1,12 @@
-"""Inference: the jit-compiled ``detect(variables, images, config=...)``, drawing, timing, and AP on a source.
+"""Inference: the jit-compiled ``detect(variables, images, config=...)``, detection in image and video files,
+timing, and AP on a source.
 
 Scores are the face probabilities (sigmoid, or the softmax's face column for v1.0); boxes are decoded from
 the anchors and pass NMS per image.
 """
 
 import functools
+import itertools
 import json
 import time
 from pathlib import Path
@@ -77,39 +79,110 @@ def letterbox(image, size: int):
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 
-def image_paths(paths) -> list:
+def input_paths(paths) -> list:
+    """Image and video files, the folders expanded (sorted, recursive)."""
+    suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in suffixes)
+        elif p.suffix.lower() in suffixes and p.is_file():
             out.append(p)
         else:
-            raise ValueError(f"detect: {p} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a folder")
+            raise ValueError(f"detect: {p} is neither an image ({', '.join(IMAGE_SUFFIXES)}), a video "
+                             f"({', '.join(VIDEO_SUFFIXES)}) nor a folder")
     return out
 
 
-def detect_files(variables, cfg: FaceNetConfig, paths, out_dir, *, threshold: float = 0.5) -> list:
-    """Detect faces in image files/folders; write ``out_dir/<name>.jpg`` with boxes drawn and
-    ``out_dir/detections.json``. Returns the detections."""
+def detect_image(variables, cfg: FaceNetConfig, image, *, threshold: float = 0.5) -> list:
+    """Faces in one image [H, W, 3] uint8 as ``[x1, y1, x2, y2, score]`` lists in its own pixels."""
+    x, scale = letterbox(image, cfg.image_size)
+    boxes, scores, valid = jax.device_get(detect(variables, jnp.asarray(x[None], jnp.float32) / 255.0, config=cfg))
+    keep = valid[0] & (scores[0] >= threshold)
+    h, w = image.shape[:2]
+    # Boxes may reach into the letterbox padding: clip them to the picture, drop those left empty.
+    boxes = np.minimum(boxes[0][keep] / scale, [w, h, w, h])
+    return [[*b.round(1).tolist(), round(float(s), 4)] for b, s in zip(boxes, scores[0][keep])
+            if b[2] > b[0] and b[3] > b[1]]
+
+
+def draw_faces(image, faces) -> Image.Image:
+    """image: [H, W, 3] uint8; faces: ``[x1, y1, x2, y2, score]`` lists. Returns a copy with boxes and scores."""
+    drawn = Image.fromarray(image)
+    draw = ImageDraw.Draw(drawn)
+    for x1, y1, x2, y2, s in faces:
+        draw.rectangle([x1, y1, x2, y2], outline=(0, 255, 0), width=2)
+        draw.text((x1, max(0, y1 - 10)), f"{s:.2f}", fill=(0, 255, 0))
+    return drawn
+
+
+def _import_av():
+    try:
+        import av
+    except ImportError as e:
+        raise ImportError('detect: video input needs PyAV: pip install "cnnlab[facedet]"') from e
+    return av
+
+
+def detect_video(variables, cfg: FaceNetConfig, path, out_path, *, threshold: float = 0.5,
+                 max_frames: int | None = None, every: int = 1) -> dict:
+    """Detect faces in a video's frames (the real-time video use of §5.3.7); write them with boxes drawn to
+    ``out_path`` (H.264, same fps).
+
+    Every ``every``-th frame goes through the detector, letterboxed like an image; the frames between are
+    drawn with the last detections, so the output keeps every frame and the timing. ``max_frames`` stops
+    early. Returns ``{"video", "output", "fps", "size", "frames": [{"frame", "faces_x1y1x2y2_score"}]}``.
+    """
+    av = _import_av()
+    frames, faces = [], []
+    try:
+        with av.open(str(path)) as src:
+            if not src.streams.video:
+                raise ValueError(f"detect: {path} has no video stream")
+            stream = src.streams.video[0]
+            fps = stream.average_rate or stream.guessed_rate
+            with av.open(str(out_path), "w") as dst:
+                out = dst.add_stream("libx264", rate=fps)
+                # yuv420p, which every player reads, needs even sizes: an odd last row/column is dropped
+                out.width, out.height, out.pix_fmt = stream.width // 2 * 2, stream.height // 2 * 2, "yuv420p"
+                for i, frame in enumerate(itertools.islice(src.decode(stream), max_frames)):
+                    image = frame.to_ndarray(format="rgb24")
+                    if i % every == 0:
+                        faces = detect_image(variables, cfg, image, threshold=threshold)
+                        frames.append({"frame": i, "faces_x1y1x2y2_score": faces})
+                    drawn = np.asarray(draw_faces(image, faces))[:out.height, :out.width]
+                    dst.mux(out.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(drawn), format="rgb24")))
+                dst.mux(out.encode())  # flush the encoder's delayed frames
+    except av.FFmpegError as e:
+        raise ValueError(f"detect: cannot read video {path}: {e}") from e
+    return {"video": str(path), "output": str(out_path), "fps": float(fps), "size": [stream.width, stream.height],
+            "frames": frames}
+
+
+def detect_files(variables, cfg: FaceNetConfig, paths, out_dir, *, threshold: float = 0.5,
+                 max_frames: int | None = None, every: int = 1) -> list:
+    """Detect faces in image and video files and folders of them; write ``out_dir/<name>.jpg`` (images) and
+    ``out_dir/<name>.mp4`` (videos, see ``detect_video``) with boxes drawn, and ``out_dir/detections.json``.
+    Returns the detections."""
+    if every < 1 or (max_frames is not None and max_frames < 1):
+        raise ValueError(f"detect_files: every and max_frames must be >= 1, got {every} and {max_frames}")
+    paths = input_paths(paths)
+    if any(p.suffix.lower() in VIDEO_SUFFIXES for p in paths):
+        _import_av()  # a missing package fails before any work
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for path in image_paths(paths):
+    for path in paths:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            results.append(detect_video(variables, cfg, path, out_dir / f"{path.stem}.mp4", threshold=threshold,
+                                        max_frames=max_frames, every=every))
+            continue
         image = np.asarray(Image.open(path).convert("RGB"))
-        x, scale = letterbox(image, cfg.image_size)
-        boxes, scores, valid = jax.device_get(detect(variables, jnp.asarray(x[None], jnp.float32) / 255.0, config=cfg))
-        keep = valid[0] & (scores[0] >= threshold)
-        faces = [[*(np.asarray(b) / scale).round(1).tolist(), round(float(s), 4)]
-                 for b, s in zip(boxes[0][keep], scores[0][keep])]
-        drawn = Image.fromarray(image)
-        draw = ImageDraw.Draw(drawn)
-        for x1, y1, x2, y2, s in faces:
-            draw.rectangle([x1, y1, x2, y2], outline=(0, 255, 0), width=2)
-            draw.text((x1, max(0, y1 - 10)), f"{s:.2f}", fill=(0, 255, 0))
-        drawn.save(out_dir / f"{path.stem}.jpg")
+        faces = detect_image(variables, cfg, image, threshold=threshold)
+        draw_faces(image, faces).save(out_dir / f"{path.stem}.jpg")
         results.append({"image": str(path), "faces_x1y1x2y2_score": faces})
     (out_dir / "detections.json").write_text(json.dumps(results, indent=1) + "\n")
     return results

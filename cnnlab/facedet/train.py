@@ -19,7 +19,7 @@ from cnnlab import train
 from cnnlab.facedet.anchors import generate_anchors
 from cnnlab.facedet.boxes import anchor_targets
 from cnnlab.facedet.config import FaceNetConfig
-from cnnlab.facedet.data import load_wider_split, make_example, synthetic_faces
+from cnnlab.facedet.data import load_wider_split, make_example, synthetic_faces, tfds_wider_records
 from cnnlab.facedet.losses import detection_loss
 from cnnlab.facedet.model import FaceNet
 from cnnlab.nn.resnet_weights import load_resnet_weights
@@ -103,7 +103,8 @@ def make_loss_fns(cfg: FaceNetConfig):
 
 def train_facedet(cfg: FaceNetConfig, workdir, *, data="synthetic", num_images: int = 64, seed: int = 0,
                   eval_every: int | None = None, progress: bool = True, backbone_weights=None) -> dict:
-    """Train ``cfg`` on the synthetic composite (``data="synthetic"``) or an official WIDER FACE folder, then
+    """Train ``cfg`` on the synthetic composite (``data="synthetic"``), an official WIDER FACE folder or
+    tensorflow-datasets' ``wider_face`` (``"tfds"``, or ``"tfds:<train split>"`` such as ``"tfds:train[:2000]"``), then
     detect on the validation images and score them with the official protocol's steps. Returns the results.
     ``backbone_weights``: a torchvision ResNet checkpoint the backbone starts from (§5.2.1); None: random."""
     if data == "synthetic":
@@ -112,6 +113,10 @@ def train_facedet(cfg: FaceNetConfig, workdir, *, data="synthetic", num_images: 
         train_records = synthetic_faces(num_images, size=max(cfg.image_size, 256), seed=seed)
         val_records = synthetic_faces(max(num_images // 4, cfg.batch_size), size=max(cfg.image_size, 256),
                                       seed=seed + 1)
+    elif data == "tfds" or str(data).startswith("tfds:"):
+        # The decoded images stay in memory: a sliced train split keeps that small.
+        split = str(data).partition(":")[2] or "train"
+        train_records, val_records = list(tfds_wider_records(split)), list(tfds_wider_records("validation"))
     else:
         train_records, val_records = load_wider_split(data, "train"), load_wider_split(data, "val")
     repeats = -(-cfg.steps * cfg.batch_size // len(train_records))
