@@ -13,10 +13,9 @@ import json
 import jax
 import jax.numpy as jnp
 
-from cnnlab.facedet.data import synthetic_faces
 from cnnlab.facedet.detect import average_precision
 from cnnlab.facedet.model import FaceNet
-from cnnlab.facedet.train import FaceSource, load_trained
+from cnnlab.facedet.train import FaceSource, load_trained, synthetic_split
 
 
 def main():
@@ -27,11 +26,8 @@ def main():
     parser.add_argument("--split", choices=("val", "train"), default="val")
     args = parser.parse_args()
     cfg, trained = load_trained(args.run)
-    if args.split == "train":  # as train_facedet builds them
-        records = synthetic_faces(args.num_images, size=max(cfg.image_size, 256), seed=args.seed)
-    else:
-        records = synthetic_faces(max(args.num_images // 4, cfg.batch_size), size=max(cfg.image_size, 256),
-                                  seed=args.seed + 1)
+    train_records, val_records = synthetic_split(cfg, args.num_images, args.seed)
+    records = train_records if args.split == "train" else val_records
     val = FaceSource(records, cfg, seed=args.seed, augment=False)
     init_key, _ = jax.random.split(jax.random.key(args.seed))  # as cnnlab.train.create_train_state
     x = jnp.zeros((1, cfg.image_size, cfg.image_size, 3))

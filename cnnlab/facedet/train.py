@@ -101,6 +101,13 @@ def make_loss_fns(cfg: FaceNetConfig):
     return loss_fn, metrics_fn, inputs_fn, anchors
 
 
+def synthetic_split(cfg: FaceNetConfig, num_images: int, seed: int) -> tuple[list, list]:
+    """The synthetic composite's training and held-out records, as ``train_facedet`` trains and validates on."""
+    size = max(cfg.image_size, 256)
+    return (synthetic_faces(num_images, size=size, seed=seed),
+            synthetic_faces(max(num_images // 4, cfg.batch_size), size=size, seed=seed + 1))
+
+
 def train_facedet(cfg: FaceNetConfig, workdir, *, data="synthetic", num_images: int = 64, seed: int = 0,
                   eval_every: int | None = None, progress: bool = True, backbone_weights=None) -> dict:
     """Train ``cfg`` on the synthetic composite (``data="synthetic"``), an official WIDER FACE folder or
@@ -110,9 +117,7 @@ def train_facedet(cfg: FaceNetConfig, workdir, *, data="synthetic", num_images: 
     if data == "synthetic":
         # At most 4 faces per composite: padding to 256 would make the [anchors, faces] IoU matrix 30x larger.
         cfg = dataclasses.replace(cfg, max_faces=min(cfg.max_faces, 8))
-        train_records = synthetic_faces(num_images, size=max(cfg.image_size, 256), seed=seed)
-        val_records = synthetic_faces(max(num_images // 4, cfg.batch_size), size=max(cfg.image_size, 256),
-                                      seed=seed + 1)
+        train_records, val_records = synthetic_split(cfg, num_images, seed)
     elif data == "tfds" or str(data).startswith("tfds:"):
         # The decoded images stay in memory: a sliced train split keeps that small.
         split = str(data).partition(":")[2] or "train"
