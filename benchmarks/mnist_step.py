@@ -13,6 +13,7 @@ XLA's and PyTorch's 2048 x 2048 matmul) that each step reaches. PyTorch: ``pip i
 import argparse
 import json
 import os
+import resource
 import time
 
 import jax
@@ -112,10 +113,14 @@ def benchmark(batch_size: int, rounds: int, steps: int, use_torch: bool = True) 
     for run in runners.values():  # compile / warm up
         run(), run()
     seconds = {name: [] for name in runners}
+    faults = {name: 0 for name in runners}
     for _ in range(rounds):
         for name, run in runners.items():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             seconds[name].append(_time(lambda: [run() for _ in range(steps)]) / steps)
-    return {name: batch_size / float(np.median(s)) for name, s in seconds.items()}
+            faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    return {name: (batch_size / float(np.median(s)), faults[name] / (rounds * steps))
+            for name, s in seconds.items()}
 
 
 def main(argv=None):
@@ -134,19 +139,20 @@ def main(argv=None):
           + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
     out = {"flops_per_example": flops, "matmul_peak_gflops": peak, "rows": []}
     print(f"{'batch':>5}  {'implementation':<16} {'examples/s':>10} {'GFLOP/s':>8} {'% peak':>7} "
-          f"{'vs pytorch':>10} {'vs autodiff':>11}")
+          f"{'vs pytorch':>10} {'vs autodiff':>11} {'page faults/step':>16}")
     for batch_size in args.batch_sizes:
-        speeds = benchmark(batch_size, args.rounds, args.steps, use_torch=not args.no_torch)
-        for name, speed in speeds.items():
+        measured = benchmark(batch_size, args.rounds, args.steps, use_torch=not args.no_torch)
+        speeds = {name: speed for name, (speed, _) in measured.items()}
+        for name, (speed, faults) in measured.items():
             gflops = speed * flops / 1e9
             row = {"batch_size": batch_size, "implementation": name, "examples_per_second": speed,
                    "gflops": gflops, "fraction_of_peak": gflops / best_peak,
                    "vs_pytorch": speed / speeds["pytorch"] if "pytorch" in speeds else None,
-                   "vs_autodiff": speed / speeds["cnnlab-autodiff"]}
+                   "vs_autodiff": speed / speeds["cnnlab-autodiff"], "page_faults_per_step": faults}
             out["rows"].append(row)
             vs_torch = f"{row['vs_pytorch']:.2f}x" if row["vs_pytorch"] else "-"
             print(f"{batch_size:>5}  {name:<16} {speed:>10.0f} {gflops:>8.1f} {100 * row['fraction_of_peak']:>6.1f}% "
-                  f"{vs_torch:>10} {row['vs_autodiff']:>10.2f}x")
+                  f"{vs_torch:>10} {row['vs_autodiff']:>10.2f}x {faults:>16.0f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -9,6 +9,13 @@ Layout (imports point down this list, never up):
   cnnlab.caption  §7: TCN / GRU image captioning, COCO caption metrics
   cnnlab.train    the one training engine every task uses
   cnnlab.cli      the `cnnlab` command
+  cnnlab.host_memory  glibc settings applied at import (reuse freed memory)
 """
 
 __version__ = "0.1.0"
+
+from cnnlab.host_memory import reuse_freed_memory
+
+# XLA's per-step CPU buffers are page-faulted in afresh at every step unless glibc keeps freed memory: up to
+# 1.4x faster training steps on the CPU (cnnlab/host_memory.py; CNNLAB_MALLOC=system turns this off).
+reuse_freed_memory()

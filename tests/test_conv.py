@@ -98,7 +98,8 @@ def test_conv2d_auto_is_patches_on_cpu_and_matches_autodiff():
 
 
 def test_conv2d_patches_partial_batch_block_matches_autodiff(monkeypatch):
-    monkeypatch.setattr(conv, "_BLOCK_ROWS", 2 * 16)  # blocks of 2 examples of 4x4 outputs: 5 = 2 + 2 + 1
+    # blocks of 2 examples of 4x4 outputs (3x3x3 patches): 5 = 2 + 2 + 1; the default takes all 5 in one
+    monkeypatch.setattr(conv, "_BLOCK_ENTRIES", 2 * 16 * 27)
     x, w, g = _rand(6, (5, 9, 9, 3), (3, 3, 3, 2), (5, 4, 4, 2))
     got, want = _vjp_pair(lambda x, w: ops.conv2d(x, w, stride=2, padding=0, impl="patches"),
                           lambda x, w: ops.conv2d_autodiff(x, w, stride=2), (x, w), g)

@@ -10,6 +10,7 @@ import functools
 import jax
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 
 from cnnlab.ops._checks import check_floating, check_int_at_least, check_rank
 
@@ -144,15 +145,17 @@ def conv1d(x, w, *, dilation=1, impl="auto"):
 # ---------------------------------------------------------------------------------------------- conv2d
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
-# Patch-matrix rows (output pixels) per im2row block on the CPU: the patch matrix of a few examples stays in
+# Patch-matrix entries per im2row block on the CPU: the patch matrix of a few examples (here 4.7 MB) stays in
 # the cache while it is multiplied; the whole batch's one (66 MB for 64->64 at 24x24, batch 50) does not.
-_BLOCK_ROWS = 1024
+# 2048 rows of a 3x3x64 patch matrix; a 1-channel input layer takes the whole batch in one block.
+_BLOCK_ENTRIES = 2048 * 576
 
 
-def _chunk(n, oh, ow):
-    """Examples per block: about ``_BLOCK_ROWS`` output pixels (at least one example), evened out over the
-    blocks so that little zero padding of the batch is needed (50 at 6x6: 2 blocks of 25, not 28 + 28)."""
-    blocks = -(-n // max(1, _BLOCK_ROWS // (oh * ow)))
+def _chunk(n, rows, row_size):
+    """Examples per block: about ``_BLOCK_ENTRIES`` patch-matrix entries (at least one example; ``rows``
+    patch rows of ``row_size`` entries each per example), evened out over the blocks so that little zero
+    padding of the batch is needed (50 at 6x6: 2 blocks of 25, not 28 + 28)."""
+    blocks = -(-n // max(1, _BLOCK_ENTRIES // (rows * row_size)))
     return -(-n // blocks)
 
 
@@ -204,12 +207,29 @@ def _conv2d_bwd_xla(stride, padding, x, w, g):
     return dx, dw
 
 
-def _im2row(x_pad, kh, kw, stride, oh, ow):
-    """Patch matrix (§3.4.1, im2row): x_pad [B, Hp, Wp, C] -> [B, oh, ow, kh*kw*C], taps ordered (j, i, c)
-    like the rows of ``w.reshape(kh*kw*C, C_out)``."""
-    taps = [x_pad[:, j:j + stride * (oh - 1) + 1:stride, i:i + stride * (ow - 1) + 1:stride]
-            for j in range(kh) for i in range(kw)]
-    return jnp.concatenate(taps, axis=-1)
+def _patch_index(h, w, kh, kw, stride, padding):
+    """Where each patch-matrix entry comes from (§3.4.1, im2row), computed once at trace time: int32
+    [oh * ow * kh * kw] indices into the flattened input ``x.reshape(H * W, C)``, taps ordered (j, i) like
+    the rows of ``w.reshape(kh * kw * C_in, C_out)``; taps that fall in the zero padding point to row H * W,
+    a zero row appended by ``_im2row``."""
+    oh, ow = _out_size(h, kh, stride, padding), _out_size(w, kw, stride, padding)
+    rows = (stride * np.arange(oh)[:, None] + np.arange(kh) - padding)[:, None, :, None]  # [oh, 1, kh, 1]
+    cols = (stride * np.arange(ow)[:, None] + np.arange(kw) - padding)[None, :, None, :]  # [1, ow, 1, kw]
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    return np.where(inside, rows * w + cols, h * w).astype(np.int32).reshape(-1)
+
+
+def _im2row(x, index, taps):
+    """Patch matrix (§3.4.1, im2row) as one gather: x [B, H, W, C] -> [B * oh * ow, taps * C], ``index``
+    from ``_patch_index``, ``taps`` = kh * kw.
+
+    A gather of whole C-channel rows ran 1.3x faster here than nine strided slices and a concatenation
+    (which XLA's CPU backend copies twice)."""
+    b, h, w, c = x.shape
+    flat = x.reshape(b, h * w, c)
+    if index.max() == h * w:  # some taps read the zero padding
+        flat = jnp.concatenate([flat, jnp.zeros((b, 1, c), x.dtype)], axis=1)
+    return jnp.take(flat, index, axis=1, mode="clip").reshape(-1, taps * c)
 
 
 def _row2im(d_patches, kh, kw, stride, hp, wp):
@@ -242,14 +262,17 @@ def _unblock(a, n):
 
 def _conv2d_patches(x, w, stride, padding):
     kh, kw, c_in, c_out = w.shape
-    oh, ow = _out_size(x.shape[1], kh, stride, padding), _out_size(x.shape[2], kw, stride, padding)
+    n, h, wd, _ = x.shape
+    index = _patch_index(h, wd, kh, kw, stride, padding)
     w_mat = w.reshape(kh * kw * c_in, c_out)
 
     def block(xb):  # Eq. (22) as one matmul per block
-        xb = jnp.pad(xb, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-        return _im2row(xb, kh, kw, stride, oh, ow) @ w_mat
+        return (_im2row(xb, index, kh * kw) @ w_mat).reshape(xb.shape[0], -1, c_out)
 
-    return _unblock(lax.map(block, _blocks(x, _chunk(x.shape[0], oh, ow))), x.shape[0])
+    oh, ow = _out_size(h, kh, stride, padding), _out_size(wd, kw, stride, padding)
+    chunk = _chunk(n, oh * ow, kh * kw * c_in)
+    y = block(x) if chunk == n else _unblock(lax.map(block, _blocks(x, chunk)), n)
+    return y.reshape(n, oh, ow, c_out)
 
 
 def _conv2d_bwd_patches(stride, padding, x, w, g):
@@ -258,20 +281,22 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
     n, h, wd, _ = x.shape
     oh, ow = g.shape[1:3]
     hp, wp = h + 2 * padding, wd + 2 * padding
+    index = _patch_index(h, wd, kh, kw, stride, padding)
     w_mat = w.reshape(kh * kw * c_in, c_out)
 
     def block(xb, gb):
-        xb = jnp.pad(xb, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
         dxb = _row2im(gb @ w_mat.T, kh, kw, stride, hp, wp)[:, padding:padding + h, padding:padding + wd]
-        patches = _im2row(xb, kh, kw, stride, oh, ow).reshape(-1, kh * kw * c_in)
         # dW^T = delta^T @ patches: this operand order ran faster than patches^T @ delta here
-        return dxb, gb.reshape(-1, c_out).T @ patches
+        return dxb, gb.reshape(-1, c_out).T @ _im2row(xb, index, kh * kw)
 
     def step(dw_t, xg):
         dxb, dwb = block(*xg)
         return dw_t + dwb, dxb
 
-    chunk = _chunk(n, oh, ow)
+    chunk = _chunk(n, oh * ow, kh * kw * c_in)
+    if chunk == n:
+        dx, dw_t = block(x, g)
+        return dx, dw_t.T.reshape(w.shape)
     dw_t, dx = lax.scan(step, jnp.zeros_like(w_mat.T), (_blocks(x, chunk), _blocks(g, chunk)))
     return _unblock(dx, n), dw_t.T.reshape(w.shape)
 
