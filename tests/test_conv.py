@@ -98,8 +98,10 @@ def test_conv2d_auto_is_patches_on_cpu_and_matches_autodiff():
 
 
 def test_conv2d_patches_partial_batch_block_matches_autodiff(monkeypatch):
-    # blocks of 2 examples of 4x4 outputs (3x3x3 patches): 5 = 2 + 2 + 1; the default takes all 5 in one
-    monkeypatch.setattr(conv, "_BLOCK_ENTRIES", 2 * 16 * 27)
+    # blocks of 3 examples of 4x4 outputs (3x3x3 patches): 5 = 3 + 2 and a zero example; the default
+    # takes all 5 in one block
+    monkeypatch.setattr(conv, "_BLOCK_ENTRIES", 3 * 16 * 27)
+    assert conv._chunk(5, 16, 27) == 3
     x, w, g = _rand(6, (5, 9, 9, 3), (3, 3, 3, 2), (5, 4, 4, 2))
     got, want = _vjp_pair(lambda x, w: ops.conv2d(x, w, stride=2, padding=0, impl="patches"),
                           lambda x, w: ops.conv2d_autodiff(x, w, stride=2), (x, w), g)

@@ -152,10 +152,17 @@ _BLOCK_ENTRIES = 2048 * 576
 
 
 def _chunk(n, rows, row_size):
-    """Examples per block: about ``_BLOCK_ENTRIES`` patch-matrix entries (at least one example; ``rows``
-    patch rows of ``row_size`` entries each per example), evened out over the blocks so that little zero
-    padding of the batch is needed (50 at 6x6: 2 blocks of 25, not 28 + 28)."""
-    blocks = -(-n // max(1, _BLOCK_ENTRIES // (rows * row_size)))
+    """Examples per block: at most ``_BLOCK_ENTRIES`` patch-matrix entries (``rows`` rows of ``row_size``
+    per example; at least one example). A divisor of the batch if one is at least half that cap, since
+    zero-padding the batch to whole blocks costs a copy of x and delta (3-9 % slower here); else the
+    blocks are evened out (50 at 6x6: 2 blocks of 25, not 28 + 28)."""
+    cap = max(1, _BLOCK_ENTRIES // (rows * row_size))
+    if cap >= n:
+        return n
+    divisor = max(d for d in range(1, cap + 1) if n % d == 0)
+    if 2 * divisor >= cap:
+        return divisor
+    blocks = -(-n // cap)
     return -(-n // blocks)
 
 

@@ -27,7 +27,8 @@ def run(args) -> int:
                 dilation=_dilation(args.dilation), padding=args.padding, grad=args.grad)
     overrides = {k: v for k, v in {"batch_size": args.batch_size, "learning_rate": args.lr,
                                    "eval_every": args.eval_every, "checkpoint_every": args.eval_every,
-                                   "seed": args.seed, "progress": not args.no_progress}.items()
+                                   "grad_clip_norm": args.grad_clip, "seed": args.seed,
+                                   "progress": not args.no_progress}.items()
                  if v is not None}
     if args.schedule == "scaled":
         if args.steps is None:
@@ -63,6 +64,8 @@ def add_seqmnist_parser(train_commands) -> None:
                    help="paper: §6.3.3's fixed boundaries; scaled: decays at the same fractions of --steps")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="initial learning rate (default 0.001)")
+    p.add_argument("--grad-clip", type=float, metavar="NORM",
+                   help="clip the gradient to this global norm (not in the paper; off by default)")
     p.add_argument("--eval-every", type=int, help="validate and checkpoint every N steps (default 1000)")
     p.add_argument("--seed", type=int)
     p.add_argument("--permutation-seed", type=int, default=PERMUTATION_SEED)
