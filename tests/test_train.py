@@ -142,3 +142,10 @@ def test_evaluate_masks_padded_examples():
     y = val.arrays["y"]
     assert got["loss"] == pytest.approx(-log_probs[np.arange(len(y)), y].mean(), rel=1e-5)
     assert got["accuracy"] == pytest.approx((logits.argmax(-1) == y).mean())
+
+
+def test_run_stops_when_training_loss_becomes_nan_and_reports_the_step(tmp_path, capsys):
+    results = train_tiny.run(tmp_path, learning_rate=1e30)  # the first update sends the weights to inf
+    assert results["diverged_at_step"] == results["steps"] < train_tiny.config().steps
+    assert np.isnan(results["train_loss"]) and np.isfinite(results["test_loss"])  # best weights: step 0's
+    assert "stopping" in capsys.readouterr().err

@@ -129,7 +129,8 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
     train state, the best weights so far, metadata), ``metrics.jsonl``, ``curves.png`` and ``results.json``.
     Returns the results dict: ``steps``, ``best_step``, ``train_loss`` (mean over the last ``log_every``
     steps), ``val_<metric>`` and ``test_<metric>`` of the best weights, ``wall_seconds``,
-    ``examples_per_second`` (training steps only, compile excluded), ``devices``, and ``extra_results``.
+    ``examples_per_second`` (training steps only, compile excluded), ``devices``, and ``extra_results``;
+    ``diverged_at_step`` if the mean training loss became NaN or infinite (the run stops at that log step).
     ``init_variables(variables) -> variables`` (optional) edits the fresh variables before training, e.g.
     loads a pretrained backbone (``cnnlab.nn.resnet_weights.load_resnet_weights``); a resumed run restores
     over them.
@@ -191,6 +192,14 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
                 log.append({"step": done, "split": "train", **train_means,
                             "learning_rate": float(schedule(step)), "examples_per_second": speed})
                 bar.set_postfix({**{k: f"{v:.4f}" for k, v in train_means.items()}, "ex/s": f"{speed:.0f}"})
+                if "loss" in train_means and not np.isfinite(train_means["loss"]):
+                    # SGD never comes back from non-finite weights: stop instead of training on NaNs, keep
+                    # the best weights so far, and save nothing from this step on.
+                    meta["diverged_at_step"] = done
+                    bar.write(f"step {done}: training loss is {train_means['loss']} at learning rate "
+                              f"{float(schedule(step)):g}; stopping. The best weights (step {meta['best_step']}) "
+                              "are evaluated. A lower learning rate or gradient clipping may help.", file=sys.stderr)
+                    break
             if is_eval:
                 val = evaluate(eval_step, _variables(state), val_source, config.eval_batch_size, mesh)
                 log.append({"step": done, "split": "val", **val})
@@ -218,6 +227,8 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
         if source is not None:
             results.update({f"{split}_{k}": v for k, v in
                             evaluate(eval_step, best, source, config.eval_batch_size, mesh).items()})
+    if "diverged_at_step" in meta:
+        results["diverged_at_step"] = meta["diverged_at_step"]
     results.update(wall_seconds=meta["wall_seconds"] + time.perf_counter() - began,
                    examples_per_second=meta["train_examples"] / max(meta["train_seconds"], 1e-9),
                    devices=mesh.size, device_kind=mesh.devices.flat[0].device_kind, **(extra_results or {}))
