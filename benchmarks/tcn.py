@@ -1,7 +1,7 @@
 """Training speed of the §6.3.3 Single-block TCN: cnnlab (left vs symmetric padding, custom vs autodiff
 gradients) against a PyTorch CPU TCN written out below, all measured in one run.
 
-    python benchmarks/tcn.py [--batch 16] [--steps 3] [--rounds 3] [--blocks 12] [--no-torch]
+    python benchmarks/tcn.py [--batch 16] [--steps 3] [--rounds 3] [--blocks 12] [--no-torch] [--microbatch M]
 
 Each configuration runs ``steps`` training steps (forward, backward, SGD-momentum update) per round; the
 configurations alternate round by round so that a shared machine's load hits them alike, and the median
@@ -46,6 +46,27 @@ def cnnlab_step(padding, grad, args):
             state[:] = step(*state, jax.random.key(i))
         jax.block_until_ready(state)
     return run, temp_mb
+
+
+def engine_step(microbatch, args):
+    """The training engine's own step (``cnnlab.train.make_steps``, the task's loss and uint8 batches, as in
+    ``cnnlab train seqmnist``) on the whole batch or in micro-batches of ``microbatch`` sequences."""
+    from cnnlab import train
+    from cnnlab.tcn.train import LOSSES, inputs, metrics, paper_config
+
+    model = TCN(block="single", num_blocks=args.blocks, channels=args.channels, kernel_size=args.kernel_size)
+    rng = np.random.default_rng(0)
+    batch = {"x": rng.integers(0, 256, (args.batch, args.length), dtype=np.uint8),
+             "y": rng.integers(0, 10, args.batch).astype(np.int32)}
+    config = paper_config(batch_size=args.batch, microbatch_size=microbatch)
+    state = [train.create_train_state(model, config, inputs(batch))]
+    step, _ = train.make_steps(model, LOSSES["custom"], metrics, inputs, args.batch // (microbatch or args.batch))
+
+    def run(n):
+        for _ in range(n):
+            state[0], _ = step(state[0], batch)
+        jax.block_until_ready(state)
+    return run
 
 
 def torch_step(padding, args):
@@ -102,6 +123,8 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--microbatch", type=int, default=0,
+                   help="also time the engine's step on the whole batch and in micro-batches of this size")
     args = p.parse_args()
 
     runs, temp = {}, {}
@@ -110,6 +133,9 @@ def main():
             runs[f"cnnlab {padding} {grad}"], temp[f"cnnlab {padding} {grad}"] = cnnlab_step(padding, grad, args)
         if not args.no_torch:
             runs[f"torch {padding}"] = torch_step(padding, args)
+    if args.microbatch:
+        runs["engine whole batch"] = engine_step(None, args)
+        runs[f"engine micro-batches of {args.microbatch}"] = engine_step(args.microbatch, args)
     for run in runs.values():
         run(1)  # compile / warm up
     seconds = {name: [] for name in runs}
@@ -128,6 +154,9 @@ def main():
     print(f"left / symmetric: cnnlab custom {speed['cnnlab left custom'] / speed['cnnlab symmetric custom']:.2f}x, "
           f"cnnlab autodiff {speed['cnnlab left autodiff'] / speed['cnnlab symmetric autodiff']:.2f}x"
           + ("" if args.no_torch else f", torch {speed['torch left'] / speed['torch symmetric']:.2f}x"))
+    if args.microbatch:
+        print(f"engine step, micro-batches of {args.microbatch} / whole batch of {args.batch}: "
+              f"{speed[f'engine micro-batches of {args.microbatch}'] / speed['engine whole batch']:.2f}x")
     if not args.no_torch:
         import torch
         print(f"cnnlab left custom / torch left: {base / speed['torch left']:.2f}x (torch {torch.__version__}, "

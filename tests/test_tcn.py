@@ -152,9 +152,10 @@ def test_train_seqmnist_cli_end_to_end_writes_results_and_refuses_other_settings
     out = tmp_path / "run"
     tiny = ["train", "seqmnist", "--block", "radical", "--num-blocks", "1", "--channels", "4",
             "--kernel-size", "2", "--permuted", "--steps", "3", "--batch-size", "10", "--eval-every", "3",
-            "--train-examples", "100", "--grad-clip", "1.0", "--no-progress", "--out", str(out)]
+            "--train-examples", "100", "--grad-clip", "1.0", "--microbatch", "5", "--no-progress", "--out", str(out)]
     assert main(tiny) == 0
-    assert json.loads((out / "config.json").read_text())["train"]["grad_clip_norm"] == 1.0
+    saved = json.loads((out / "config.json").read_text())["train"]
+    assert saved["grad_clip_norm"] == 1.0 and saved["microbatch_size"] == 5
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 3 and results["permuted"] and results["block"] == "radical"
     assert 0.0 <= results["test_accuracy"] <= 1.0

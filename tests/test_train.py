@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -149,3 +150,33 @@ def test_run_stops_when_training_loss_becomes_nan_and_reports_the_step(tmp_path,
     assert results["diverged_at_step"] == results["steps"] < train_tiny.config().steps
     assert np.isnan(results["train_loss"]) and np.isfinite(results["test_loss"])  # best weights: step 0's
     assert "stopping" in capsys.readouterr().err
+
+
+class DenseNet(nn.Module):  # no batch statistics, no dropout: micro-batches must give the same updates
+    @nn.compact
+    def __call__(self, x, train):
+        return nn.Dense(3)(nn.relu(nn.Dense(16)(x)))
+
+
+def _dense_run(workdir, **overrides):
+    train_source, val = train_tiny.sources()
+    return train.train_and_evaluate(train_tiny.config(steps=12, **overrides), workdir, model=DenseNet(),
+                                    loss_fn=train_tiny.loss_fn, metrics_fn=train_tiny.metrics_fn,
+                                    train_source=train_source, val_source=val, test_source=val)
+
+
+def test_microbatches_give_the_whole_batch_updates(tmp_path):
+    whole = _dense_run(tmp_path / "whole")
+    micro = _dense_run(tmp_path / "micro", microbatch_size=4)
+    records = [train.MetricsLog(tmp_path / d / "metrics.jsonl").read() for d in ("whole", "micro")]
+    for key in ("loss", "accuracy"):
+        values = [[r[key] for r in rs if r["split"] == "train"] for rs in records]
+        np.testing.assert_allclose(values[1], values[0], rtol=1e-5, atol=1e-6)
+    assert micro["test_loss"] == pytest.approx(whole["test_loss"], rel=1e-5)
+
+
+def test_microbatches_rejected_for_batch_norm_and_bad_sizes(tmp_path):
+    with pytest.raises(ValueError, match="batch statistics"):
+        train_tiny.run(tmp_path, microbatch_size=4)
+    with pytest.raises(ValueError, match="microbatch_size must be a positive int dividing batch_size 16"):
+        train_tiny.config(microbatch_size=5)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -39,33 +40,70 @@ def data_mesh(devices=None) -> jax.sharding.Mesh:
 
 
 @functools.lru_cache(maxsize=16)  # Linen modules are hashable: a second run of the same task reuses the compiles
-def make_steps(model, loss_fn, metrics_fn=None, inputs_fn=None):
-    """Jit-compiled ``train_step(state, batch) -> (state, metrics)`` and
-    ``eval_step(variables, batch, mask) -> sums`` (per-example values summed with ``mask``, plus "count")."""
+def make_steps(model, loss_fn, metrics_fn=None, inputs_fn=None, microbatches: int = 1):
+    """``train_step(state, batch) -> (state, metrics)`` and jit-compiled
+    ``eval_step(variables, batch, mask) -> sums`` (per-example values summed with ``mask``, plus "count").
+
+    ``microbatches`` > 1: ``train_step`` sums the gradient over that many strided slices of the batch
+    (examples i, i + k, ...), one compiled call each, and then applies their mean once; for models without
+    batch statistics (``TrainConfig.microbatch_size``). Else it is one compiled call.
+    """
     inputs_fn = inputs_fn or default_inputs
     metrics_fn = metrics_fn or (lambda outputs, batch: {})
 
+    def objective(params, state, batch, rng):
+        outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
+                                       *inputs_fn(batch), train=True, mutable=["batch_stats"],
+                                       rngs={"dropout": rng})
+        return jnp.mean(loss_fn(outputs, batch)), (outputs, updates.get("batch_stats", {}))
+
+    def step_rng(state):  # one key per step, derived from the step number: resuming draws the same masks
+        return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
     def train_step(state, batch):
-        # One key per step, derived from the step number: resuming draws the same dropout masks.
-        rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-
-        def objective(params):
-            outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
-                                           *inputs_fn(batch), train=True, mutable=["batch_stats"],
-                                           rngs={"dropout": rng})
-            return jnp.mean(loss_fn(outputs, batch)), (outputs, updates.get("batch_stats", {}))
-
-        (loss, (outputs, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        (loss, (outputs, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params, state, batch, step_rng(state))
         state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
         metrics = {"loss": loss, **{k: jnp.mean(v) for k, v in metrics_fn(outputs, batch).items()}}
         return state, metrics
+
+    def microbatch_sums(state, batch, index):
+        # Micro-batch ``index``: examples index, index + k, ... (an even share of every device's shard).
+        micro = jax.tree.map(lambda a: lax.dynamic_index_in_dim(
+            a.reshape(-1, microbatches, *a.shape[1:]), index, axis=1, keepdims=False), batch)
+        (loss, (outputs, _)), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params, state, micro, jax.random.fold_in(step_rng(state), index))
+        metrics = {"loss": loss, **{k: jnp.mean(v) for k, v in metrics_fn(outputs, micro).items()}}
+        return jax.tree.map(lambda v: v / microbatches, (grads, metrics))
+
+    def zero_sums(state, batch):
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(microbatch_sums, state, batch, 0))
+
+    def add_microbatch(sums, state, batch, index):
+        return jax.tree.map(jnp.add, sums, microbatch_sums(state, batch, index))
+
+    def apply_sums(state, sums):
+        grads, metrics = sums
+        return state.apply_gradients(grads=grads), metrics
 
     def eval_step(variables, batch, mask):
         outputs = model.apply(variables, *inputs_fn(batch), train=False)
         values = {"loss": loss_fn(outputs, batch), **metrics_fn(outputs, batch)}
         return {"count": jnp.sum(mask), **{k: jnp.sum(v * mask) for k, v in values.items()}}
 
-    return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+    if microbatches == 1:
+        return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+    # One call per micro-batch, not a scan or an unrolled loop inside one jit: on the CPU XLA ran those no
+    # faster than the whole batch, or far slower (docs/performance.md).
+    zero_sums, add_microbatch = jax.jit(zero_sums), jax.jit(add_microbatch, donate_argnums=0)
+    apply_sums = jax.jit(apply_sums, donate_argnums=0)
+
+    def microbatched_train_step(state, batch):
+        sums = zero_sums(state, batch)
+        for index in range(microbatches):
+            sums = add_microbatch(sums, state, batch, index)
+        return apply_sums(state, sums)
+    return microbatched_train_step, jax.jit(eval_step)
 
 
 def evaluate(eval_step, variables, source, batch_size: int, mesh=None) -> dict:
@@ -95,6 +133,11 @@ def _check_run_config(workdir: Path, run_config: dict) -> None:
     path = workdir / "config.json"
     if path.exists():
         saved = json.loads(path.read_text())
+        # Settings added to TrainConfig after the run began take their defaults.
+        defaults = TrainConfig(steps=1, batch_size=1, learning_rate=0.0).to_dict()
+        for key, value in run_config["train"].items():
+            if key not in saved["train"] and value == defaults[key]:
+                saved["train"][key] = value
         if saved != run_config:
             raise ValueError(f"train_and_evaluate: {workdir} holds a run with another configuration "
                              f"({path}); use a new output folder or the same settings.\n"
@@ -148,6 +191,13 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
     state = create_train_state(model, config, inputs_fn(train_source[np.arange(1)]), init_variables)
+    if config.microbatch_size is not None and config.microbatch_size < config.batch_size:
+        if config.microbatch_size % mesh.size:
+            raise ValueError(f"train_and_evaluate: config.microbatch_size {config.microbatch_size} must be "
+                             f"divisible by the number of devices ({mesh.size})")
+        if jax.tree.leaves(state.batch_stats):
+            raise ValueError("train_and_evaluate: config.microbatch_size is for models without batch statistics; "
+                             "this model has BatchNorm, whose statistics would be those of the micro-batches")
     state = jax.device_put(state, replicated)
     best = jax.tree.map(jnp.copy, _variables(state))
     meta = {"best_step": 0, "best_value": None, "wall_seconds": 0.0, "train_seconds": 0.0, "train_examples": 0}
@@ -160,7 +210,8 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
         state, best, meta = restored["state"], restored["best"], restored["meta"]
     start = int(state.step)
     log.truncate_after(start)
-    train_step, eval_step = make_steps(model, loss_fn, metrics_fn, inputs_fn)
+    microbatches = config.batch_size // (config.microbatch_size or config.batch_size)
+    train_step, eval_step = make_steps(model, loss_fn, metrics_fn, inputs_fn, microbatches)
     schedule = learning_rate_schedule(config)
 
     timed_from, pending, train_means = None, [], {}
