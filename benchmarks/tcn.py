@@ -1,7 +1,7 @@
 """Training speed of the §6.3.3 Single-block TCN: cnnlab (left vs symmetric padding, custom vs autodiff
 gradients) against a PyTorch CPU TCN written out below, all measured in one run.
 
-    python benchmarks/tcn.py [--batch 16] [--steps 3] [--rounds 3] [--blocks 12] [--no-torch] [--microbatch M]
+    python benchmarks/tcn.py [--batch 16] [--steps 3] [--rounds 3] [--blocks 12] [--no-torch] [--microbatch M[,M...]]
 
 Each configuration runs ``steps`` training steps (forward, backward, SGD-momentum update) per round; the
 configurations alternate round by round so that a shared machine's load hits them alike, and the median
@@ -123,8 +123,9 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--microbatch", type=int, default=0,
-                   help="also time the engine's step on the whole batch and in micro-batches of this size")
+    p.add_argument("--microbatch", type=lambda t: [int(m) for m in t.split(",")], default=[],
+                   help="also time the engine's step on the whole batch and in micro-batches of these sizes "
+                        "(comma-separated)")
     args = p.parse_args()
 
     runs, temp = {}, {}
@@ -135,7 +136,8 @@ def main():
             runs[f"torch {padding}"] = torch_step(padding, args)
     if args.microbatch:
         runs["engine whole batch"] = engine_step(None, args)
-        runs[f"engine micro-batches of {args.microbatch}"] = engine_step(args.microbatch, args)
+    for m in args.microbatch:
+        runs[f"engine micro-batches of {m}"] = engine_step(m, args)
     for run in runs.values():
         run(1)  # compile / warm up
     seconds = {name: [] for name in runs}
@@ -154,9 +156,9 @@ def main():
     print(f"left / symmetric: cnnlab custom {speed['cnnlab left custom'] / speed['cnnlab symmetric custom']:.2f}x, "
           f"cnnlab autodiff {speed['cnnlab left autodiff'] / speed['cnnlab symmetric autodiff']:.2f}x"
           + ("" if args.no_torch else f", torch {speed['torch left'] / speed['torch symmetric']:.2f}x"))
-    if args.microbatch:
-        print(f"engine step, micro-batches of {args.microbatch} / whole batch of {args.batch}: "
-              f"{speed[f'engine micro-batches of {args.microbatch}'] / speed['engine whole batch']:.2f}x")
+    for m in args.microbatch:
+        print(f"engine step, micro-batches of {m} / whole batch of {args.batch}: "
+              f"{speed[f'engine micro-batches of {m}'] / speed['engine whole batch']:.2f}x")
     if not args.no_torch:
         import torch
         print(f"cnnlab left custom / torch left: {base / speed['torch left']:.2f}x (torch {torch.__version__}, "
