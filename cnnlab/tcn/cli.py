@@ -4,7 +4,7 @@ import json
 
 from cnnlab.tcn.data import PERMUTATION_SEED
 
-# Micro-batch of the CPU default: the paper's batch of 100 trained 2.2x faster on the 2-core CPU as five
+# Micro-batch of the CPU default: the paper's batch of 100 trained 1.5-1.7x faster on the 2-core CPU as five
 # micro-batches of 20, whose activations stay in cache (docs/performance.md).
 CPU_MICROBATCH = 20
 
@@ -83,7 +83,7 @@ def add_seqmnist_parser(train_commands) -> None:
                    help="clip the gradient to this global norm (not in the paper; off by default)")
     p.add_argument("--microbatch", type=int, metavar="N",
                    help="compute each batch's gradient in micro-batches of N sequences, one call each (the same "
-                        f"update); default {CPU_MICROBATCH} on the CPU, where it trains ~2x faster; 0 = whole batches")
+                        f"update); default {CPU_MICROBATCH} on the CPU, where it trains 1.5-1.7x faster; 0 = whole batches")
     p.add_argument("--eval-every", type=int, help="validate and checkpoint every N steps (default 1000)")
     p.add_argument("--seed", type=int)
     p.add_argument("--permutation-seed", type=int, default=PERMUTATION_SEED)
