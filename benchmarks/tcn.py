@@ -2,22 +2,32 @@
 gradients) against a PyTorch CPU TCN written out below, all measured in one run.
 
     python benchmarks/tcn.py [--batch 16] [--steps 3] [--rounds 3] [--blocks 12] [--no-torch] [--microbatch M[,M...]]
+                             [--dropout]
 
 Each configuration runs ``steps`` training steps (forward, backward, SGD-momentum update) per round; the
 configurations alternate round by round so that a shared machine's load hits them alike, and the median
 round is reported. Also prints XLA's temporary-buffer size of each compiled cnnlab train step (the
 activation memory that the padding scheme changes, §6.2.2).
+
+``--dropout`` adds what the 24 dropout layers cost: the engine's step (whole batch and the first
+``--microbatch``) with ``flax.linen.Dropout`` instead of ``cnnlab.nn.Dropout``, in micro-batches without
+dropout, and the masks of one micro-batch drawn by ``flax.linen.Dropout``'s ``jax.random.bernoulli`` against
+``cnnlab.nn.dropout.keep_mask`` (four 16-bit uniforms per Threefry block).
 """
 
 import argparse
 import statistics
 import time
+import unittest.mock
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import flax.linen
 
+import cnnlab.tcn.model
+from cnnlab.nn.dropout import keep_mask
 from cnnlab.tcn import TCN
 
 
@@ -48,24 +58,38 @@ def cnnlab_step(padding, grad, args):
     return run, temp_mb
 
 
-def engine_step(microbatch, args):
+def engine_step(microbatch, args, dropout=0.05, cached=True):
     """The training engine's own step (``cnnlab.train.make_steps``, the task's loss and uint8 batches, as in
-    ``cnnlab train seqmnist``) on the whole batch or in micro-batches of ``microbatch`` sequences."""
+    ``cnnlab train seqmnist``) on the whole batch or in micro-batches of ``microbatch`` sequences.
+    ``cached=False``: new compiled functions, not those that ``make_steps`` keeps for an equal model."""
     from cnnlab import train
     from cnnlab.tcn.train import LOSSES, inputs, metrics, paper_config
 
-    model = TCN(block="single", num_blocks=args.blocks, channels=args.channels, kernel_size=args.kernel_size)
+    model = TCN(block="single", num_blocks=args.blocks, channels=args.channels, kernel_size=args.kernel_size,
+                dropout=dropout)
     rng = np.random.default_rng(0)
     batch = {"x": rng.integers(0, 256, (args.batch, args.length), dtype=np.uint8),
              "y": rng.integers(0, 10, args.batch).astype(np.int32)}
     config = paper_config(batch_size=args.batch, microbatch_size=microbatch)
     state = [train.create_train_state(model, config, inputs(batch))]
-    step, _ = train.make_steps(model, LOSSES["custom"], metrics, inputs, args.batch // (microbatch or args.batch))
+    make_steps = train.make_steps if cached else train.make_steps.__wrapped__
+    step, _ = make_steps(model, LOSSES["custom"], metrics, inputs, args.batch // (microbatch or args.batch))
 
     def run(n):
         for _ in range(n):
             state[0], _ = step(state[0], batch)
         jax.block_until_ready(state)
+    return run
+
+
+def mask_draws(draw, microbatch, args):
+    """The dropout masks of one micro-batch of the Single TCN (two per block), drawn by ``draw(key, shape)``."""
+    shape = (microbatch, args.length, args.channels)
+    masks = jax.jit(lambda key: [draw(k, shape) for k in jax.random.split(key, 2 * args.blocks)])
+
+    def run(n):
+        for i in range(n):
+            jax.block_until_ready(masks(jax.random.key(i)))
     return run
 
 
@@ -123,10 +147,14 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--dropout", action="store_true",
+                   help="also time the step without dropout and the dropout masks alone (flax vs cnnlab)")
     p.add_argument("--microbatch", type=lambda t: [int(m) for m in t.split(",")], default=[],
                    help="also time the engine's step on the whole batch and in micro-batches of these sizes "
                         "(comma-separated)")
     args = p.parse_args()
+    if args.dropout and not args.microbatch:
+        p.error("--dropout compares the engine's step in micro-batches: give --microbatch too")
 
     runs, temp = {}, {}
     for padding in ("left", "symmetric"):
@@ -138,6 +166,19 @@ def main():
         runs["engine whole batch"] = engine_step(None, args)
     for m in args.microbatch:
         runs[f"engine micro-batches of {m}"] = engine_step(m, args)
+    masks = {}  # timed like the steps, reported in ms per micro-batch
+    if args.dropout:
+        m = args.microbatch[0]
+        runs[f"engine micro-batches of {m}, no dropout"] = engine_step(m, args, dropout=0.0)
+        # The same step with flax.linen.Dropout, as cnnlab.tcn trained before cnnlab.nn.Dropout: patched in
+        # while the step compiles (the first call), so the other rows keep cnnlab's module.
+        with unittest.mock.patch.object(cnnlab.tcn.model, "Dropout", flax.linen.Dropout):
+            for size, name in ((None, "engine whole batch"), (m, f"engine micro-batches of {m}")):
+                runs[f"{name}, flax Dropout"] = engine_step(size, args, cached=False)
+                runs[f"{name}, flax Dropout"](1)
+        masks["flax bernoulli"] = mask_draws(lambda k, s: jax.random.bernoulli(k, 0.95, s), m, args)
+        masks["cnnlab keep_mask"] = mask_draws(lambda k, s: keep_mask(k, 0.05, s), m, args)
+    runs.update({f"masks: {name}": run for name, run in masks.items()})
     for run in runs.values():
         run(1)  # compile / warm up
     seconds = {name: [] for name in runs}
@@ -146,19 +187,30 @@ def main():
             start = time.perf_counter()
             run(args.steps)
             seconds[name].append(time.perf_counter() - start)
+    mask_ms = {name[len("masks: "):]: 1000 * statistics.median(seconds.pop(name)) / args.steps
+               for name in list(seconds) if name.startswith("masks: ")}
     speed = {name: args.batch * args.steps / statistics.median(s) for name, s in seconds.items()}
     print(f"Single TCN, {args.blocks} blocks x {args.channels} channels, k={args.kernel_size}, T={args.length}, "
           f"batch {args.batch}; median of {args.rounds} rounds of {args.steps} steps; jax {jax.__version__}")
     base = speed["cnnlab left custom"]
     for name, s in speed.items():
         extra = f"  XLA temp buffers {temp[name]:.0f} MiB" if name in temp else ""
-        print(f"{name:28s} {s:8.1f} sequences/s  ({s / base:.2f}x cnnlab left custom){extra}")
+        print(f"{name:38s} {s:8.1f} sequences/s  ({s / base:.2f}x cnnlab left custom){extra}")
     print(f"left / symmetric: cnnlab custom {speed['cnnlab left custom'] / speed['cnnlab symmetric custom']:.2f}x, "
           f"cnnlab autodiff {speed['cnnlab left autodiff'] / speed['cnnlab symmetric autodiff']:.2f}x"
           + ("" if args.no_torch else f", torch {speed['torch left'] / speed['torch symmetric']:.2f}x"))
     for m in args.microbatch:
         print(f"engine step, micro-batches of {m} / whole batch of {args.batch}: "
               f"{speed[f'engine micro-batches of {m}'] / speed['engine whole batch']:.2f}x")
+    if args.dropout:
+        m = args.microbatch[0]
+        for name in ("engine whole batch", f"engine micro-batches of {m}"):
+            print(f"{name}, cnnlab Dropout / flax Dropout: {speed[name] / speed[f'{name}, flax Dropout']:.2f}x")
+        print(f"engine step in micro-batches of {m}, no dropout / cnnlab Dropout: "
+              f"{speed[f'engine micro-batches of {m}, no dropout'] / speed[f'engine micro-batches of {m}']:.2f}x")
+        print(f"the {2 * args.blocks} dropout masks of one micro-batch of {m}: flax bernoulli "
+              f"{mask_ms['flax bernoulli']:.1f} ms, cnnlab keep_mask {mask_ms['cnnlab keep_mask']:.1f} ms "
+              f"({mask_ms['flax bernoulli'] / mask_ms['cnnlab keep_mask']:.2f}x faster)")
     if not args.no_torch:
         import torch
         print(f"cnnlab left custom / torch left: {base / speed['torch left']:.2f}x (torch {torch.__version__}, "

@@ -4,10 +4,6 @@ import json
 
 from cnnlab.tcn.data import PERMUTATION_SEED
 
-# Micro-batch of the CPU default: the paper's batch of 100 trained 1.5-1.7x faster on the 2-core CPU as five
-# micro-batches of 20, whose activations stay in cache (docs/performance.md).
-CPU_MICROBATCH = 20
-
 # §6.3.3: 12 Single/Double blocks or 6 Radical blocks (24 convolutions each), 32 channels, k = 6.
 PAPER_NUM_BLOCKS = {"single": 12, "double": 12, "radical": 6}
 
@@ -22,16 +18,6 @@ def _dilation(text: str):
                          f"got {text!r}") from None
 
 
-def _microbatch(requested, batch_size):
-    """--microbatch: N, 0 = off, or None = CPU_MICROBATCH on the CPU backend when it divides the batch."""
-    import jax
-
-    if requested is None:
-        auto = jax.default_backend() == "cpu" and batch_size > CPU_MICROBATCH and batch_size % CPU_MICROBATCH == 0
-        return CPU_MICROBATCH if auto else None
-    return requested or None
-
-
 def run(args) -> int:
     from cnnlab.tcn.model import TCN
     from cnnlab.tcn.train import paper_config, scaled_config, train_and_evaluate
@@ -42,7 +28,7 @@ def run(args) -> int:
     overrides = {k: v for k, v in {"batch_size": args.batch_size, "learning_rate": args.lr,
                                    "eval_every": args.eval_every, "checkpoint_every": args.eval_every,
                                    "grad_clip_norm": args.grad_clip, "seed": args.seed,
-                                   "microbatch_size": _microbatch(args.microbatch, args.batch_size or 100),
+                                   "microbatch_size": args.microbatch or None,
                                    "progress": not args.no_progress}.items()
                  if v is not None}
     if args.schedule == "scaled":
@@ -83,7 +69,7 @@ def add_seqmnist_parser(train_commands) -> None:
                    help="clip the gradient to this global norm (not in the paper; off by default)")
     p.add_argument("--microbatch", type=int, metavar="N",
                    help="compute each batch's gradient in micro-batches of N sequences, one call each (the same "
-                        f"update); default {CPU_MICROBATCH} on the CPU, where it trains 1.5-1.7x faster; 0 = whole batches")
+                        "update, less memory); default: whole batches, as fast on the CPU since cnnlab.nn.Dropout")
     p.add_argument("--eval-every", type=int, help="validate and checkpoint every N steps (default 1000)")
     p.add_argument("--seed", type=int)
     p.add_argument("--permutation-seed", type=int, default=PERMUTATION_SEED)

@@ -16,7 +16,7 @@ changes (the first block). The final ReLU after the addition follows the origina
 
 from flax import linen as nn
 
-from cnnlab.nn import Dense, op
+from cnnlab.nn import Dense, Dropout, op
 from cnnlab.nn.conv1d import Conv1D
 from cnnlab.tcn.receptive_field import CONVS_PER_BLOCK, block_dilations, tcn_receptive_field
 
@@ -38,7 +38,7 @@ class ResidualBlock(nn.Module):
         def layer(i, h):
             h = Conv1D(self.channels, self.kernel_size, self.dilation, self.padding, grad=self.grad,
                        name=f"conv{i}")(h, decode=decode)
-            return nn.Dropout(self.dropout, deterministic=not train)(relu(h))
+            return Dropout(self.dropout, deterministic=not train)(relu(h))
 
         skip = x
         if x.shape[-1] != self.channels:

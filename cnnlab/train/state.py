@@ -27,8 +27,7 @@ class TrainConfig:
     grad_clip_norm: float | None = None
     # Gradient of each batch computed in micro-batches of this many examples, one compiled call each, then
     # applied once: the same update for models without batch statistics, with the activation memory of a
-    # micro-batch. Faster where a whole batch's activations fall out of the CPU cache (the TCN, batch 100:
-    # 2.2x in micro-batches of 20 on the 2-core CPU, docs/performance.md).
+    # micro-batch (the TCN at batch 100 on the 2-core CPU: as fast as whole batches, docs/performance.md).
     microbatch_size: int | None = None
     lr_boundaries: tuple = ()
     lr_scales: tuple = ()
