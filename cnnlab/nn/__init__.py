@@ -3,7 +3,7 @@
 
 from cnnlab.nn.layers import GRADS, BatchNorm, Conv, Dense, MaxPool, op
 from cnnlab.nn.conv1d import Conv1D  # the TCN's causal convolution (owner tcn)
-from cnnlab.nn.dropout import Dropout  # flax.linen.Dropout with a 4x cheaper mask
+from cnnlab.nn.dropout import Dropout  # flax.linen.Dropout, a quarter of the Threefry blocks per mask
 
 __all__ = ["GRADS", "BatchNorm", "Conv", "Dense", "MaxPool", "op"]
 __all__ += ["Conv1D", "Dropout"]

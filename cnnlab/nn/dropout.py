@@ -45,7 +45,9 @@ def keep_mask(key, rate: float, shape) -> jax.Array:
 
 
 class Dropout(nn.Module):
-    """Inverted dropout as ``flax.linen.Dropout`` (drop each entry with probability ``rate``, rounded to a
+    """The TCN's dropout after each convolution (§6.3.3, Figure 19).
+
+    Inverted dropout as ``flax.linen.Dropout`` (drop each entry with probability ``rate``, rounded to a
     multiple of 2^-16, and scale the kept ones by the inverse of the keep probability, so ``E[y] = x``;
     identity when ``deterministic``), with ``keep_mask``'s cheaper mask. Reads the ``"dropout"`` RNG stream."""
     rate: float
