@@ -148,7 +148,7 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--dropout", action="store_true",
-                   help="also time the step without dropout and the dropout masks alone (flax vs cnnlab)")
+                   help="also time the engine step with flax.linen.Dropout and without dropout, and the masks alone")
     p.add_argument("--microbatch", type=lambda t: [int(m) for m in t.split(",")], default=[],
                    help="also time the engine's step on the whole batch and in micro-batches of these sizes "
                         "(comma-separated)")

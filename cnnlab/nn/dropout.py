@@ -3,7 +3,7 @@
 ``flax.linen.Dropout`` draws its mask with ``jax.random.bernoulli``: one float32 uniform per element, and
 with JAX's default partitionable Threefry one Threefry-2x32 block (20 rounds) per uniform, of which 32 of
 the 64 output bits are used. In the TCN of §6 (24 dropout layers on ``[N, 784, 32]`` activations) that
-made up a quarter of a CPU training step. ``keep_mask`` uses all 64 bits of each block as four 16-bit
+made up 38 % of a CPU training step (docs/performance.md). ``keep_mask`` uses all 64 bits of each block as four 16-bit
 uniforms, so it hashes a quarter as many blocks; the drop probability is ``rate`` rounded to a multiple of
 2^-16 (0.05 -> 0.0500031). The masks are laid out block by block along the last axis, so an input sharded
 over its leading (batch) axis gives masks computed shard by shard.
