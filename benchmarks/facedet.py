@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from cnnlab.facedet.detect import time_detect
 from cnnlab.facedet.model import FaceNet
-from cnnlab.facedet.train import load_config
+from cnnlab import configs
 
 
 def main(argv=None):
@@ -25,7 +25,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rows = []
     for name in args.configs:
-        cfg = dataclasses.replace(load_config(name), image_size=args.image_size)
+        cfg = dataclasses.replace(configs.load("facedet", name), image_size=args.image_size)
         x = jnp.zeros((1, args.image_size, args.image_size, 3))
         variables = jax.jit(lambda x: FaceNet(cfg).init(jax.random.key(0), x))(x)
         rows.append({"config": name, "image_size": args.image_size, "backend": jax.default_backend(),

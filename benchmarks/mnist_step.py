@@ -21,8 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnlab import train
-from cnnlab.mnist.models import CNN_LAYERS, make_model
-from cnnlab.mnist.train import LOSSES, inputs, metrics
+from cnnlab.mnist.model import CNN_LAYERS, make_model
+from cnnlab.mnist.train import inputs
+from cnnlab.train.tasks import CLASSIFICATION_LOSSES, accuracy
 
 
 def train_flops_per_example() -> int:
@@ -63,10 +64,10 @@ def cnnlab_step(grad: str, batch_size: int):
     model = make_model("cnn", grad)
     config = train.TrainConfig(steps=1, batch_size=batch_size, learning_rate=0.01, momentum=0.9)
     rng = np.random.default_rng(0)
-    batch = {"image": jnp.asarray(rng.integers(0, 256, (batch_size, 28, 28), np.uint8)),
-             "label": jnp.asarray(rng.integers(0, 10, batch_size), jnp.int32)}
+    batch = {"x": jnp.asarray(rng.integers(0, 256, (batch_size, 28, 28), np.uint8)),
+             "y": jnp.asarray(rng.integers(0, 10, batch_size), jnp.int32)}
     state = train.create_train_state(model, config, inputs(batch))
-    train_step, _ = train.make_steps(model, LOSSES[grad], metrics, inputs)
+    train_step, _ = train.make_steps(model, CLASSIFICATION_LOSSES[grad], accuracy, inputs)
     holder = [state]
 
     def step():

@@ -22,8 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnlab import train
-from cnnlab.mnist.models import make_model
-from cnnlab.mnist.train import LOSSES, inputs, metrics
+from cnnlab.mnist.model import make_model
+from cnnlab.mnist.train import inputs
+from cnnlab.train.tasks import CLASSIFICATION_LOSSES, accuracy
 
 _SKIP = ("ThunkExecutor", "ThreadpoolListener", "SlinkyThreadPool", "end: ", "while")
 
@@ -49,10 +50,10 @@ def main(argv=None):
     model = make_model("cnn", args.grad)
     config = train.TrainConfig(steps=1, batch_size=args.batch_size, learning_rate=0.01, momentum=0.9)
     rng = np.random.default_rng(0)
-    batch = {"image": jnp.asarray(rng.integers(0, 256, (args.batch_size, 28, 28), np.uint8)),
-             "label": jnp.asarray(rng.integers(0, 10, args.batch_size), jnp.int32)}
+    batch = {"x": jnp.asarray(rng.integers(0, 256, (args.batch_size, 28, 28), np.uint8)),
+             "y": jnp.asarray(rng.integers(0, 10, args.batch_size), jnp.int32)}
     state = train.create_train_state(model, config, inputs(batch))
-    train_step, _ = train.make_steps(model, LOSSES[args.grad], metrics, inputs)
+    train_step, _ = train.make_steps(model, CLASSIFICATION_LOSSES[args.grad], accuracy, inputs)
     names = _op_names(train_step.lower(state, batch).compile().as_text())
 
     def run(n):

@@ -16,6 +16,7 @@ dropout, and the masks of one micro-batch drawn by ``flax.linen.Dropout``'s ``ja
 """
 
 import argparse
+import dataclasses
 import statistics
 import time
 import unittest.mock
@@ -63,17 +64,19 @@ def engine_step(microbatch, args, dropout=0.05, cached=True):
     ``cnnlab train seqmnist``) on the whole batch or in micro-batches of ``microbatch`` sequences.
     ``cached=False``: new compiled functions, not those that ``make_steps`` keeps for an equal model."""
     from cnnlab import train
-    from cnnlab.tcn.train import LOSSES, inputs, metrics, paper_config
+    from cnnlab.tcn.config import single_seqmnist
+    from cnnlab.tcn.train import inputs
+    from cnnlab.train.tasks import CLASSIFICATION_LOSSES, accuracy, engine_config
 
     model = TCN(block="single", num_blocks=args.blocks, channels=args.channels, kernel_size=args.kernel_size,
                 dropout=dropout)
     rng = np.random.default_rng(0)
     batch = {"x": rng.integers(0, 256, (args.batch, args.length), dtype=np.uint8),
              "y": rng.integers(0, 10, args.batch).astype(np.int32)}
-    config = paper_config(batch_size=args.batch, microbatch_size=microbatch)
+    config = engine_config(dataclasses.replace(single_seqmnist(), batch_size=args.batch, microbatch_size=microbatch))
     state = [train.create_train_state(model, config, inputs(batch))]
     make_steps = train.make_steps if cached else train.make_steps.__wrapped__
-    step, _ = make_steps(model, LOSSES["custom"], metrics, inputs, args.batch // (microbatch or args.batch))
+    step, _ = make_steps(model, CLASSIFICATION_LOSSES["custom"], accuracy, inputs, args.batch // (microbatch or args.batch))
 
     def run(n):
         for _ in range(n):

@@ -1,10 +1,10 @@
 """AP of a synthetic-composite FaceNet run before and after training, on its held-out composites.
 
-Rebuilds the run's validation images exactly as ``train_facedet`` did (same seed), and scores the detector at
-its random initialisation (the engine's ``create_train_state`` seed) and with the run's best weights, by the
-official WIDER protocol's steps (every face counting). ``--split train`` scores the training composites
-instead (un-augmented): how far the run over-fits them. Usage:
-    python experiments/facedet_overfit_ap.py RUN_DIR [--num-images 16] [--seed 0] [--split val|train]
+Rebuilds the run's validation images exactly as ``cnnlab.facedet.train.train`` did (the run's config), and
+scores the detector at its random initialisation (the engine's ``create_train_state`` seed) and with the run's
+best weights, by the official WIDER protocol's steps (every face counting). ``--split train`` scores the
+training composites instead (un-augmented): how far the run over-fits them. Usage:
+    python experiments/facedet_overfit_ap.py RUN_DIR [--split val|train]
 """
 
 import argparse
@@ -14,25 +14,22 @@ import jax
 import jax.numpy as jnp
 
 from cnnlab.facedet.detect import average_precision
-from cnnlab.facedet.model import FaceNet
-from cnnlab.facedet.train import FaceSource, load_trained, synthetic_split
+from cnnlab.facedet.train import FaceSource, load_trained, records
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("run")
-    parser.add_argument("--num-images", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=("val", "train"), default="val")
     args = parser.parse_args()
-    cfg, trained = load_trained(args.run)
-    train_records, val_records = synthetic_split(cfg, args.num_images, args.seed)
-    records = train_records if args.split == "train" else val_records
-    val = FaceSource(records, cfg, seed=args.seed, augment=False)
-    init_key, _ = jax.random.split(jax.random.key(args.seed))  # as cnnlab.train.create_train_state
+    model, trained, cfg = load_trained(args.run)
+    train_records, val_records = records(cfg)
+    chosen = train_records if args.split == "train" else val_records
+    val = FaceSource(chosen, cfg, seed=cfg.seed, augment=False)
+    init_key, _ = jax.random.split(jax.random.key(cfg.seed))  # as cnnlab.train.create_train_state
     x = jnp.zeros((1, cfg.image_size, cfg.image_size, 3))
-    initial = FaceNet(cfg).init({"params": init_key, "dropout": init_key}, x, train=False)
-    out = {"split": args.split, "images": len(val), "faces": int(sum(len(r["boxes"]) for r in records)),
+    initial = model.init({"params": init_key, "dropout": init_key}, x, train=False)
+    out = {"split": args.split, "images": len(val), "faces": int(sum(len(r["boxes"]) for r in chosen)),
            "ap_initial": average_precision(initial, cfg, val), "ap_trained": average_precision(trained, cfg, val)}
     print(json.dumps(out, indent=2))
 

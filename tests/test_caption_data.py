@@ -82,6 +82,6 @@ def test_caption_source_pairs_each_image_with_each_of_its_captions():
     source = data.CaptionSource(images, tokens)
     assert len(source) == 12
     batch = source[np.arange(12)]
-    assert batch["image"].shape == (12, 2, 2, 3) and batch["tokens"].shape == (12, 4)
-    pairs = {(int(im[0, 0, 0]), vocab.decode(tok)) for im, tok in zip(batch["image"], batch["tokens"])}
+    assert batch["x"].shape == (12, 2, 2, 3) and batch["tokens"].shape == (12, 4)
+    pairs = {(int(im[0, 0, 0]), vocab.decode(tok)) for im, tok in zip(batch["x"], batch["tokens"])}
     assert pairs == {(i, c) for i in range(6) for c in captions[i]}

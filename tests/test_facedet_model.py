@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnlab import configs
 from cnnlab.cli import main
 from cnnlab.facedet.anchors import generate_anchors
 from cnnlab.facedet.detect import detect, detect_files
 from cnnlab.facedet.model import FaceNet
-from cnnlab.facedet.train import EXPERIMENTS, load_config
 from cnnlab.nn.resnet import ResNet
 
 # torchvision resnet*.parameters() counts minus the 1000-way fc layer (C5 · 1000 + 1000).
@@ -36,10 +36,10 @@ def test_resnet_matches_torchvision_parameter_count_and_feature_shapes(depth):
 
 
 def test_all_sixteen_table4_configs_load_and_differ_from_the_baseline_only_where_the_paper_says():
-    names = sorted(p.stem.removeprefix("facedet_") for p in EXPERIMENTS.glob("facedet_v*.py"))
+    names = list(configs.named_configs("facedet"))
     assert names == ["v1_0", "v1_1", "v1_2", "v1_3", "v1_4", "v1_5", "v1_6", "v1_7", "v1_8", "v1_9",
                      "v2_0", "v2_1", "v2_2", "v2_3", "v2_4", "v2_5"]
-    cfg = {n: load_config(n) for n in names}
+    cfg = {n: configs.load("facedet", n) for n in names}
     diff = lambda a, b: {f.name for f in dataclasses.fields(cfg[a])
                          if getattr(cfg[a], f.name) != getattr(cfg[b], f.name)} - {"name"}
     assert diff("v1_1", "v1_0") == {"classification", "normalisation"}
@@ -55,7 +55,7 @@ def test_all_sixteen_table4_configs_load_and_differ_from_the_baseline_only_where
 
 @pytest.mark.parametrize("name", ["v1_0", "v2_4"])  # softmax, no FPN / FPN, conv2–conv7, up-sampling
 def test_facenet_emits_one_prediction_per_anchor(name):
-    cfg = dataclasses.replace(load_config(name), image_size=128, channels=32)
+    cfg = dataclasses.replace(configs.load("facedet", name), image_size=128, channels=32)
     model, x = FaceNet(cfg), jnp.zeros((2, 128, 128, 3))
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
     cls, reg = jax.eval_shape(model.apply, variables, x)
@@ -66,7 +66,7 @@ def test_facenet_emits_one_prediction_per_anchor(name):
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = dataclasses.replace(load_config("v1_3"), levels=("conv4", "conv5"), image_size=64, channels=16)
+    cfg = dataclasses.replace(configs.load("facedet", "v1_3"), levels=("conv4", "conv5"), image_size=64, channels=16)
     model = FaceNet(cfg)
     variables = jax.jit(lambda x: model.init(jax.random.key(0), x))(jnp.zeros((1, 64, 64, 3)))
     return cfg, variables
@@ -109,7 +109,7 @@ def _read_video(path):
 def test_detect_cli_on_a_video_writes_every_frame_at_its_fps_and_detects_frames_as_images(tiny, tmp_path,
                                                                                           monkeypatch, capsys):
     cfg, variables = tiny
-    monkeypatch.setattr("cnnlab.facedet.train.load_trained", lambda path: tiny)
+    monkeypatch.setattr("cnnlab.facedet.train.load_trained", lambda path: (FaceNet(tiny[0]), tiny[1], tiny[0]))
     frames = np.random.default_rng(0).integers(0, 256, (5, 64, 96, 3), dtype=np.uint8)
     _write_video(tmp_path / "clip.mp4", frames, fps=12)
     main(["detect", str(tmp_path / "clip.mp4"), "--checkpoint", str(tmp_path), "--out", str(tmp_path / "out"),

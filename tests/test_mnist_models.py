@@ -8,23 +8,23 @@ import optax
 import pytest
 
 from cnnlab.cli import main
-from cnnlab.mnist import models
+from cnnlab.mnist import model as mnist_model
 
 
 @pytest.mark.parametrize("name,expected", [("cnn", 153_792), ("mlp", 167_168)])
 def test_kernel_weights_match_table_3_parameter_counts(name, expected):
-    variables = jax.eval_shape(lambda: models.make_model(name).init(
+    variables = jax.eval_shape(lambda: mnist_model.make_model(name).init(
         jax.random.key(0), np.zeros((2, 28, 28, 1), np.float32), train=False))
-    assert models.count_kernel_weights(variables["params"]) == expected
-    assert sum(row[-1] for row in models.layer_table(name)) == expected
+    assert mnist_model.count_kernel_weights(variables["params"]) == expected
+    assert sum(row[-1] for row in mnist_model.layer_table(name)) == expected
 
 
 def test_cnn_activation_sizes_match_table_1():
-    sizes = [row[3] for row in models.layer_table("cnn")]
+    sizes = [row[3] for row in mnist_model.layer_table("cnn")]
     assert sizes == ["R x 1 x 28 x 28", "R x 64 x 26 x 26", "R x 64 x 24 x 24", "R x 64 x 12 x 12",
                      "R x 64 x 10 x 10", "R x 64 x 8 x 8", "R x 64 x 6 x 6", "R x 64 x 3 x 3",
                      "R x 10 x 1 x 1", "R x 10"]
-    out = jax.eval_shape(lambda: models.CNN().init_with_output(
+    out = jax.eval_shape(lambda: mnist_model.CNN().init_with_output(
         jax.random.key(0), np.zeros((3, 28, 28, 1), np.float32), train=False)[0])
     assert out.shape == (3, 10)
 
@@ -33,7 +33,7 @@ def test_cnn_activation_sizes_match_table_1():
 def test_custom_and_autodiff_models_agree_on_loss_gradient(name):
     x = jax.random.uniform(jax.random.key(1), (4, 28, 28, 1))
     labels = np.arange(4)
-    custom, autodiff = models.make_model(name, "custom"), models.make_model(name, "autodiff")
+    custom, autodiff = mnist_model.make_model(name, "custom"), mnist_model.make_model(name, "autodiff")
     variables = custom.init(jax.random.key(2), x, train=False)
 
     def grads(model, loss):

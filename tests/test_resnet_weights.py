@@ -8,6 +8,7 @@ state_dict from torchvision's key list written out below, so they run without to
 import argparse
 import functools
 import hashlib
+import re
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from cnnlab import cli
+from cnnlab.errors import CnnlabError
 from cnnlab.nn.resnet import IMAGENET_MEAN, IMAGENET_STD, ResNet, normalize_imagenet
 from cnnlab.nn.resnet_weights import (add_pretrained_arguments, download, infer_depth, load_resnet_weights,
                                       pretrained_weights, read_state_dict, torchvision_to_flax)
@@ -190,17 +192,17 @@ def test_training_needs_weights_or_from_scratch(tmp_path, monkeypatch, capsys):
     parser = argparse.ArgumentParser()
     add_pretrained_arguments(parser, "--encoder-weights")
     args = parser.parse_args(["--encoder-weights", str(tmp_path / "w.safetensors")])
-    with pytest.raises(SystemExit, match=r"--encoder-weights .*w\.safetensors: no such file"):
+    with pytest.raises(CnnlabError, match=r"--encoder-weights .*w\.safetensors: no such file"):
         pretrained_weights(args.encoder_weights, 18, from_scratch=args.from_scratch, flag="--encoder-weights")
     (tmp_path / "w.safetensors").write_bytes(b"")
     assert pretrained_weights(args.encoder_weights, 18, from_scratch=False, flag="") == tmp_path / "w.safetensors"
-    with pytest.raises(SystemExit, match=r"--backbone-weights PATH.*resnet18-f37072fd\.pth.*--from-scratch"):
+    with pytest.raises(CnnlabError, match=r"--backbone-weights PATH.*resnet18-f37072fd\.pth.*--from-scratch"):
         pretrained_weights(None, 18, from_scratch=False, flag="--backbone-weights")
     assert pretrained_weights(None, 18, from_scratch=True, flag="--backbone-weights") is None
     assert "WARNING: --from-scratch" in capsys.readouterr().err
     (tmp_path / "resnet18-f37072fd.safetensors").write_bytes(b"")
     assert pretrained_weights(None, 18, from_scratch=False, flag="-w").name == "resnet18-f37072fd.safetensors"
-    with pytest.raises(SystemExit, match="exclude each other"):
+    with pytest.raises(CnnlabError, match="exclude each other"):
         pretrained_weights("x.pth", 18, from_scratch=True, flag="--encoder-weights")
 
 
@@ -327,12 +329,12 @@ def test_truncated_pth_or_training_checkpoint_names_the_file(torch_reference, tm
         read_state_dict(tmp_path / "ckpt.pth")
 
 
-def test_cli_checks_a_pth_and_converts_it_to_safetensors(torch_reference, tmp_path):
+def test_cli_checks_a_pth_and_converts_it_to_safetensors(torch_reference, tmp_path, capsys):
     depth, _, _, folder = torch_reference
     out = tmp_path / "w.safetensors"
     assert cli.main(["weights", f"resnet{depth}", "--from", str(folder / "w.pth"), "--out", str(out)]) == 0
     a, b = load_file(str(out)), read_state_dict(folder / "w.pth")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    with pytest.raises(SystemExit, match=r"w\.pth does not fit a torchvision ResNet-34"):
-        cli.main(["weights", "resnet34", "--from", str(folder / "w.pth"), "--out", str(out)])
+    assert cli.main(["weights", "resnet34", "--from", str(folder / "w.pth"), "--out", str(out)]) == 2
+    assert re.search(r"^cnnlab: error: .*w\.pth does not fit a torchvision ResNet-34", capsys.readouterr().err)
 

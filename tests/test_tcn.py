@@ -131,19 +131,20 @@ def test_seqmnist_is_the_images_row_by_row_and_pmnist_one_fixed_permutation():
 
 
 def test_paper_schedule_and_its_scaled_version():
+    from cnnlab.tcn.config import scaled_schedule, single_pmnist, single_seqmnist
     from cnnlab.train import learning_rate_schedule
-    from cnnlab.tcn.train import paper_config, scaled_config
 
-    schedule = learning_rate_schedule(paper_config())
+    schedule = learning_rate_schedule(single_seqmnist())
     # §6.3.3: 0.001, x10 after 200 and after 1 000 iterations, /10 after 70 000 and 90 000.
     for step, lr in [(0, 1e-3), (199, 1e-3), (200, 1e-2), (1_000, 1e-1), (69_999, 1e-1), (70_000, 1e-2),
                      (90_000, 1e-3)]:
         np.testing.assert_allclose(schedule(step), lr, rtol=1e-6)
-    assert paper_config(permuted=True).lr_boundaries == (200, 1_000, 130_000, 180_000)
-    assert paper_config(permuted=True).steps == 200_000 and paper_config().batch_size == 100
-    assert scaled_config(100_000) == paper_config() and scaled_config(200_000, True) == paper_config(True)
-    assert scaled_config(400).lr_boundaries == (40, 200, 280, 360)
-    assert scaled_config(3_000).lr_boundaries == (200, 1_000, 2_100, 2_700)
+    assert single_pmnist().lr_boundaries == (200, 1_000, 130_000, 180_000)
+    assert single_pmnist().steps == 200_000 and single_seqmnist().batch_size == 100
+    assert scaled_schedule(single_seqmnist(), 100_000) == single_seqmnist()
+    assert scaled_schedule(single_pmnist(), 200_000) == single_pmnist()
+    assert scaled_schedule(single_seqmnist(), 400).lr_boundaries == (40, 200, 280, 360)
+    assert scaled_schedule(single_seqmnist(), 3_000).lr_boundaries == (200, 1_000, 2_100, 2_700)
 
 
 def test_train_seqmnist_cli_end_to_end_writes_results_and_refuses_other_settings(tmp_path, capsys):
@@ -162,5 +163,10 @@ def test_train_seqmnist_cli_end_to_end_writes_results_and_refuses_other_settings
     assert results["receptive_field"] == TCN(block="radical", num_blocks=1, channels=4, kernel_size=2).receptive_field()
     splits = [json.loads(line)["split"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert "train" in splits and "val" in splits and (out / "curves.png").stat().st_size > 0
-    with pytest.raises(ValueError, match="another configuration"):  # same folder, other settings
-        main([*tiny[:-2], "--lr", "0.5", "--out", str(out)])
+    capsys.readouterr()
+    assert main(["eval", "seqmnist", "--checkpoint", str(out)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["test_accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)
+    assert main([*tiny[:-2], "--learning-rate", "0.5", "--out", str(out)]) == 2  # same folder, other settings
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("cnnlab: error: ") and "another configuration" in err[0]

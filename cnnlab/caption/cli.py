@@ -1,45 +1,34 @@
 """``cnnlab train caption``, ``cnnlab eval caption`` and ``cnnlab caption IMAGE...`` (§7, Table 7)."""
 
 import base64
-import dataclasses
 import html
 import io
 import json
 from pathlib import Path
 
+from cnnlab import configs
+from cnnlab.caption.model import DECODERS
+from cnnlab.errors import CnnlabError
 from cnnlab.nn.resnet_weights import add_pretrained_arguments
-from cnnlab.paths import DATA_DIR_ENV, data_dir
-
-
-def _coco_root(args):
-    if args.data_dir:
-        return Path(args.data_dir)
-    root = data_dir("coco")
-    if root is None:
-        raise SystemExit(f"cnnlab caption: give --data-dir (a COCO-layout folder) or set {DATA_DIR_ENV}")
-    return root / "mini"
+from cnnlab.paths import DATA_DIR_ENV
 
 
 def add_train_parser(train):
     p = train.add_parser("caption", help="train a captioner: ResNet-18 + TCN or GRU decoder (§7)")
-    p.add_argument("--config", help="an experiments/caption_*.py file (get_config() -> (CaptionConfig, "
-                   "TrainConfig)); replaces the settings below except --decoder, --data-dir, --out")
-    p.add_argument("--decoder", choices=("tcn", "gru", "tcn-concat"), default=None, help="default tcn")
+    configs.add_arguments(p, "caption")
+    p.add_argument("--decoder", choices=DECODERS, default=None, help="the config's decoder (default tcn)")
     p.add_argument("--data-dir", help="COCO layout: annotations/captions_{train,val}2017.json + {train,val}2017/ "
                    f"(default: ${DATA_DIR_ENV}/coco/mini, COCO-MINI)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, vocab.json, results.json)")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=2, help="§7.3: 2")
-    p.add_argument("--lr", type=float, default=0.1, help="§7.3: 0.1, divided by 10 at --lr-boundaries")
-    p.add_argument("--lr-boundaries", type=int, nargs="*", default=[], help="§7.3: 1000000 1500000")
-    p.add_argument("--image-size", type=int, default=224, help="§7.3: 224; smaller for CPU smoke runs")
-    p.add_argument("--max-length", type=int, default=20, help="tokens per caption including <EOS>")
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--score-images", type=int, default=500, help="images captioned per split for the metrics")
+    configs.add_common_flags(p)
+    p.add_argument("--lr-boundaries", type=int, nargs="*", default=None,
+                   help="steps where the learning rate is divided by 10 (§7.3: 1000000 1500000)")
+    p.add_argument("--image-size", type=int, default=None, help="§7.3: 224; smaller for CPU smoke runs")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per caption including <EOS> (default 20)")
+    p.add_argument("--score-images", type=int, default=None, help="images captioned per split for the metrics")
     p.add_argument("--train-images", type=int, default=None, help="first N training images only")
     p.add_argument("--val-images", type=int, default=None, help="first N validation images only")
     p.add_argument("--score-untrained", action="store_true", help="also score the initial weights")
-    p.add_argument("--seed", type=int, default=0)
     add_pretrained_arguments(p, "--encoder-weights")
     p.set_defaults(func=train_main)
 
@@ -67,44 +56,24 @@ def add_caption_parser(commands):
     p.set_defaults(func=caption_main)
 
 
-def _load_config(path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("caption_experiment", path)
-    if spec is None or not Path(path).is_file():
-        raise SystemExit(f"cnnlab train caption: no experiment file {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+def config_from_args(args):
+    shorthands = {**configs.common_shorthands(args), "decoder": args.decoder, "image_size": args.image_size,
+                  "max_length": args.max_length, "score_images": args.score_images,
+                  "train_images": args.train_images, "val_images": args.val_images,
+                  "score_untrained": True if args.score_untrained else None}
+    if args.lr_boundaries is not None:
+        shorthands.update(lr_boundaries=tuple(args.lr_boundaries), lr_scales=(0.1,) * len(args.lr_boundaries))
+    return configs.from_args("caption", args, shorthands)
 
 
 def train_main(args):
-    from cnnlab import train as engine
-    from cnnlab.caption.train import CaptionConfig, train_and_evaluate
+    from cnnlab.caption.train import train
     from cnnlab.nn.resnet_weights import pretrained_weights
 
+    config = config_from_args(args)
     # §7.2.3: the encoder is an ImageNet ResNet-18 (the author's torchvision resnet18(pretrained=True)).
     weights = pretrained_weights(args.encoder_weights, 18, from_scratch=args.from_scratch, flag="--encoder-weights")
-    if args.config:
-        config, train_config = _load_config(args.config)
-        if args.decoder:
-            config = dataclasses.replace(config, decoder=args.decoder)
-        results = train_and_evaluate(config, train_config, args.out, _coco_root(args),
-                                     score_untrained=args.score_untrained, encoder_weights=weights)
-        print(json.dumps(results, indent=2))
-        return
-    config = CaptionConfig(decoder=args.decoder or "tcn", image_size=args.image_size, max_length=args.max_length,
-                           score_images=args.score_images, train_images=args.train_images,
-                           val_images=args.val_images)
-    boundaries = tuple(args.lr_boundaries)
-    train_config = engine.TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-                                      lr_boundaries=boundaries, lr_scales=(0.1,) * len(boundaries),
-                                      eval_every=min(args.eval_every, args.steps),
-                                      checkpoint_every=min(args.eval_every, args.steps),
-                                      eval_batch_size=args.batch_size * 8, seed=args.seed)
-    results = train_and_evaluate(config, train_config, args.out, _coco_root(args), score_untrained=args.score_untrained,
-                                 encoder_weights=weights)
-    print(json.dumps(results, indent=2))
+    print(json.dumps(train(config, args.out, data_dir=args.data_dir, encoder_weights=weights), indent=2))
 
 
 def eval_main(args):
@@ -116,7 +85,7 @@ def eval_main(args):
     elif args.predictions and args.references:
         scores = metrics.evaluate_files(args.predictions, args.references)
     else:
-        raise SystemExit("cnnlab eval caption: give --checkpoint RUN, or --predictions FILE --references FILE")
+        raise CnnlabError("cnnlab eval caption: give --checkpoint RUN, or --predictions FILE --references FILE")
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(scores, indent=2) + "\n")
     print(json.dumps(scores, indent=2))
@@ -124,23 +93,19 @@ def eval_main(args):
 
 
 def _eval_checkpoint(args, out):
-    from cnnlab.caption import metrics
-    from cnnlab.caption.train import caption_images, load_captioner, load_source
+    from cnnlab.caption.train import evaluate
 
-    model, variables, vocab, config = load_captioner(args.checkpoint, args.weights)
-    source, paths, ids, refs = load_source(_coco_root(args), args.split, vocab, config, args.limit)
-    generated = caption_images(model, variables, vocab, source.images, beam=args.beam, max_length=config.max_length)
-    scores = metrics.score_captions(dict(zip(ids, generated)), dict(zip(ids, refs)))
+    scores = evaluate(args.checkpoint, data_dir=args.data_dir, split=args.split, weights=args.weights,
+                      beam=args.beam, limit=args.limit)
+    predictions, paths, refs = scores.pop("predictions"), scores.pop("paths"), scores.pop("references")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "predictions.json").write_text(json.dumps(
-        [{"image_id": i, "caption": c} for i, c in zip(ids, generated)], indent=1) + "\n")
-    name = (f"{config.decoder} ({Path(args.checkpoint).name}, {args.weights} weights, {len(ids)} {args.split} "
-            f"images, beam {args.beam})")
+    (out / "predictions.json").write_text(json.dumps(predictions, indent=1) + "\n")
+    name = (f"{scores['decoder']} ({Path(args.checkpoint).name}, {args.weights} weights, {scores['images']} "
+            f"{args.split} images, beam {args.beam})")
     (out / "table.md").write_text(table_markdown({name: scores}))
-    (out / "captions.html").write_text(captions_html(paths, generated, refs, name))
+    (out / "captions.html").write_text(captions_html(paths, [p["caption"] for p in predictions], refs, name))
     print(table_markdown({name: scores}))
-    return {**scores, "images": len(ids), "split": args.split, "weights": args.weights, "beam": args.beam,
-            "decoder": config.decoder}
+    return scores
 
 
 def table_markdown(rows: dict) -> str:
@@ -177,12 +142,13 @@ def caption_main(args):
     import numpy as np
 
     from cnnlab.caption import data
-    from cnnlab.caption.train import caption_images, load_captioner
+    from cnnlab.caption.train import caption_images, load_trained, load_vocab
 
-    model, variables, vocab, config = load_captioner(args.checkpoint)
+    model, variables, config = load_trained(args.checkpoint)
+    vocab = load_vocab(args.checkpoint)
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
-        raise SystemExit(f"cnnlab caption: no such image file {missing[0]}")
+        raise CnnlabError(f"cnnlab caption: no such image file {missing[0]}")
     images = np.stack([data.load_image(p, config.image_size) for p in args.images])
     for path, caption in zip(args.images, caption_images(model, variables, vocab, images, beam=args.beam,
                                                          max_length=config.max_length)):

@@ -83,7 +83,7 @@ def encode_captions(vocab: Vocab, captions: list[list[str]], length: int) -> np.
 
 
 class CaptionSource:
-    """(image, caption) pairs for ``cnnlab.train``: ``source[indices] -> {"image", "tokens"}``.
+    """(image, caption) pairs for ``cnnlab.train``: ``source[indices] -> {"x": images, "tokens"}``.
 
     images: uint8 ``[N, H, W, 3]``; tokens: int32 ``[N, C, L]`` (``encode_captions``). Example ``i`` is image
     ``i // C`` with its caption ``i % C``, so one epoch of the engine's shuffled batches shows every image
@@ -102,7 +102,7 @@ class CaptionSource:
 
     def __getitem__(self, indices):
         image, caption = np.divmod(np.asarray(indices), self.tokens.shape[1])
-        return {"image": self.images[image], "tokens": self.tokens[image, caption]}
+        return {"x": self.images[image], "tokens": self.tokens[image, caption]}
 
 
 def tfds_split(split: str, size: int = IMAGE_SIZE):

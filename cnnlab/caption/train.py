@@ -1,13 +1,12 @@
 """Training and evaluating a captioner (§7.3) on the shared engine ``cnnlab.train``.
 
-``train_and_evaluate(config, train_config, workdir, data_root)`` builds the vocabulary from the training
-captions (saved as ``workdir/vocab.json``), trains with teacher forcing and Eq. (67), then captions the
-scored images greedily and adds the official COCO metrics (``train_*`` on training images, ``val_*`` on
-validation images) to ``workdir/results.json``. ``load_captioner(workdir)`` restores model, vocabulary
-and the best weights for ``cnnlab eval caption --checkpoint`` and ``cnnlab caption``.
+``train(config, workdir)`` builds the vocabulary from the training captions (saved as ``workdir/vocab.json``),
+trains with teacher forcing and Eq. (67), then captions the scored images greedily and adds the official COCO
+metrics (``train_*`` on training images, ``val_*`` on validation images) to ``workdir/results.json``.
+``load_trained(workdir)`` restores model, best weights and config, ``load_vocab(workdir)`` the vocabulary,
+for ``evaluate(workdir)`` (``cnnlab eval caption --checkpoint``) and ``cnnlab caption``.
 """
 
-import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -18,36 +17,29 @@ import numpy as np
 
 from cnnlab import train as engine
 from cnnlab.caption import data, decode, metrics
-from cnnlab.caption.model import DECODERS, CaptionModel, caption_loss
-from cnnlab.caption.vocab import MIN_COUNT, Vocab, build_vocab
+from cnnlab.caption.config import CaptionConfig
+from cnnlab.caption.model import caption_loss
+from cnnlab.caption.vocab import Vocab, build_vocab
+from cnnlab.errors import CnnlabError
 from cnnlab.nn.resnet_weights import load_resnet_weights
+from cnnlab.paths import DATA_DIR_ENV, data_dir as shared_data_dir
+from cnnlab.train import tasks
+
+TASK = "caption"
 
 
-@dataclasses.dataclass(frozen=True)
-class CaptionConfig:
-    """The task settings of one captioning run (the optimiser's are ``cnnlab.train.TrainConfig``)."""
-    decoder: str = "tcn"          # "tcn" (§7.2.3) | "gru" (§7.2.4) | "tcn-concat" (§7.4)
-    image_size: int = data.IMAGE_SIZE
-    max_length: int = 20          # tokens per caption incl. <EOS>: COCO captions rarely exceed 15 words (§7.4)
-    min_count: int = MIN_COUNT
-    dropout: float = 0.0
-    score_images: int = 500       # images captioned per split for the metrics after training (0: none)
-    train_images: int | None = None  # first N training / validation images only (over-fitting runs)
-    val_images: int | None = None
-
-    def __post_init__(self):
-        if self.decoder not in DECODERS:
-            raise ValueError(f"CaptionConfig: decoder must be one of {DECODERS}, got {self.decoder!r}")
-        for name in ("image_size", "max_length", "min_count"):
-            if getattr(self, name) < (2 if name == "max_length" else 1):
-                raise ValueError(f"CaptionConfig: {name} must be positive, got {getattr(self, name)}")
-
-    def model(self, vocab_size: int) -> CaptionModel:
-        return CaptionModel(vocab_size=vocab_size, decoder=self.decoder, dropout=self.dropout)
+def data_root(data_dir=None) -> Path:
+    """``data_dir``, else COCO-MINI under ``$CNNLAB_DATA_DIR/coco/mini``."""
+    if data_dir:
+        return Path(data_dir)
+    root = shared_data_dir("coco")
+    if root is None:
+        raise CnnlabError(f"captioning needs COCO-layout data: give --data-dir or set {DATA_DIR_ENV}")
+    return root / "mini"
 
 
 def inputs_fn(batch):
-    return batch["image"], batch["tokens"]
+    return batch["x"], batch["tokens"]
 
 
 def loss_fn(logits, batch):
@@ -85,38 +77,41 @@ def score(model, variables, vocab, source, ids, captions, config, *, beam: int =
     return scores, predictions
 
 
-def train_and_evaluate(config: CaptionConfig, train_config: engine.TrainConfig, workdir, data_root,
-                       *, score_untrained: bool = False, encoder_weights=None) -> dict:
-    """Train on ``data_root``'s train split, validate on its val split, score both; returns results.json.
-    ``encoder_weights``: a torchvision ResNet-18 checkpoint the image encoder starts from; None: random."""
+def train(config: CaptionConfig, workdir, *, data_dir=None, encoder_weights=None) -> dict:
+    """Train on the train split of ``data_dir`` (``data_root``), validate on its val split, score both; returns
+    results.json. ``encoder_weights``: a torchvision ResNet-18 checkpoint the image encoder starts from; None:
+    random."""
+    root = data_root(data_dir)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    _, _, train_captions = data.load_split(data_root, "train")
+    _, _, train_captions = data.load_split(root, "train")
     train_captions = train_captions[:config.train_images]
     vocab = build_vocab([c for cs in train_captions for c in cs], config.min_count)  # training captions only
     vocab.save(workdir / "vocab.json")
-    train_source, _, train_ids, train_caps = load_source(data_root, "train", vocab, config, config.train_images)
-    val_source, _, val_ids, val_caps = load_source(data_root, "val", vocab, config, config.val_images)
+    train_source, _, train_ids, train_caps = load_source(root, "train", vocab, config, config.train_images)
+    val_source, _, val_ids, val_caps = load_source(root, "val", vocab, config, config.val_images)
     model = config.model(len(vocab))
     start = "random (from scratch)" if encoder_weights is None else str(encoder_weights)
     print(f"image encoder ResNet-18: {start}")
     init = None if encoder_weights is None else functools.partial(
         load_resnet_weights, encoder_weights, 18, at="image_encoder")
-    task = {**dataclasses.asdict(config), "vocab_size": len(vocab), "data_root": str(data_root),
+    train_config = tasks.engine_config(config)
+    task = {**tasks.task_settings(config, TASK), "vocab_size": len(vocab), "data_root": str(root),
             "encoder_weights": start}
 
     extra = {}
-    if score_untrained:  # the same initial weights the engine starts from (same seed)
+    if config.score_untrained:  # the same initial weights the engine starts from (same seed)
         state = engine.create_train_state(model, train_config, inputs_fn(train_source[np.arange(1)]), init)
         untrained = {"params": state.params, "batch_stats": state.batch_stats}
-        extra = {f"untrained_train_{k}": v for k, v in score(
-            model, untrained, vocab, _head(train_source, config.score_images), train_ids, train_caps, config)[0].items()}
+        scores, _ = score(model, untrained, vocab, _head(train_source, config.score_images), train_ids, train_caps,
+                          config)
+        extra = {f"untrained_train_{k}": v for k, v in scores.items()}
     results = engine.train_and_evaluate(train_config, workdir, model=model, loss_fn=loss_fn,
                                         train_source=train_source, val_source=val_source, inputs_fn=inputs_fn,
                                         task_config=task, extra_results={**extra, "encoder_weights": start},
                                         init_variables=init)
     if config.score_images:
-        variables, _ = engine.load_best_variables(workdir, _template(model, config))
+        variables = tasks.load_best(workdir, model, *_example(config))
         for split, source, ids, caps in (("train", train_source, train_ids, train_caps),
                                          ("val", val_source, val_ids, val_caps)):
             scores, predictions = score(model, variables, vocab, _head(source, config.score_images), ids, caps, config)
@@ -130,46 +125,55 @@ def _head(source, n):
     return data.CaptionSource(source.images[:n], source.tokens[:n])
 
 
-def _template(model, config: CaptionConfig):
-    """Abstract ``{"params", "batch_stats"}`` of ``model`` (shapes only, nothing computed)."""
-    images = jnp.zeros((1, config.image_size, config.image_size, 3), jnp.uint8)
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), images, jnp.zeros((1, config.max_length), jnp.int32)))
+def _example(config: CaptionConfig):
+    return (np.zeros((1, config.image_size, config.image_size, 3), np.uint8),
+            np.zeros((1, config.max_length), np.int32))
 
 
-def load_captioner(workdir, weights: str = "best"):
-    """(model, variables, vocab, config) of a finished ``train_and_evaluate`` run in ``workdir``.
+def load_vocab(workdir) -> Vocab:
+    path = Path(workdir) / "vocab.json"
+    if not path.is_file():
+        raise CnnlabError(f"{workdir} is not a captioning run (no vocab.json)")
+    return Vocab.load(path)
+
+
+def load_trained(workdir, weights: str = "best"):
+    """(model, variables, config) of a run written by ``train``.
 
     weights: ``"best"`` (best on validation, what the engine keeps for evaluation) or ``"last"`` (the final
     training state: what an over-fitting run has memorised).
     """
     if weights not in ("best", "last"):
-        raise ValueError(f"load_captioner: weights must be 'best' or 'last', got {weights!r}")
-    workdir = Path(workdir)
-    for name in ("config.json", "vocab.json"):
-        if not (workdir / name).is_file():
-            raise FileNotFoundError(f"load_captioner: {workdir} is not a captioning run (no {name})")
-    saved = json.loads((workdir / "config.json").read_text())
-    task = saved["task"]
-    fields = {f.name for f in dataclasses.fields(CaptionConfig)}
-    config = CaptionConfig(**{k: v for k, v in task.items() if k in fields})
-    vocab = Vocab.load(workdir / "vocab.json")
-    model = config.model(len(vocab))
+        raise CnnlabError(f"load_trained: weights must be 'best' or 'last', got {weights!r}")
+    config = tasks.read_run(workdir, TASK, CaptionConfig)
+    model = config.model(len(load_vocab(workdir)))
     if weights == "best":
-        variables, _ = engine.load_best_variables(workdir, _template(model, config))
-    else:
-        variables = _load_last_variables(workdir, model, config, engine.TrainConfig(**saved["train"]))
-    return model, variables, vocab, config
+        return model, tasks.load_best(workdir, model, *_example(config)), config
+    return model, _load_last_variables(workdir, model, config, tasks.engine_config(config)), config
+
+
+def evaluate(workdir, *, data_dir=None, split: str = "val", weights: str = "best", beam: int = 1,
+             limit: int | None = None) -> dict:
+    """Official COCO metrics of the captions a run generates for the first ``limit`` images of ``split``;
+    ``"predictions"`` holds the captions, ``"paths"`` and ``"references"`` what they describe."""
+    model, variables, config = load_trained(workdir, weights)
+    vocab = load_vocab(workdir)
+    source, paths, ids, refs = load_source(data_root(data_dir), split, vocab, config, limit)
+    generated = caption_images(model, variables, vocab, source.images, beam=beam, max_length=config.max_length)
+    scores = metrics.score_captions(dict(zip(ids, generated)), dict(zip(ids, refs)))
+    return {**scores, "images": len(ids), "split": split, "weights": weights, "beam": beam,
+            "decoder": config.decoder, "predictions": [{"image_id": i, "caption": c} for i, c in zip(ids, generated)],
+            "paths": [str(p) for p in paths], "references": refs}
 
 
 def _load_last_variables(workdir, model, config, train_config):
     import orbax.checkpoint as ocp
 
-    example = (jnp.zeros((1, config.image_size, config.image_size, 3), jnp.uint8),
-               jnp.zeros((1, config.max_length), jnp.int32))
-    abstract = jax.eval_shape(lambda: engine.create_train_state(model, train_config, example))
+    abstract = jax.eval_shape(lambda: engine.create_train_state(model, train_config, _example(config)))
     mngr = engine.checkpoint_manager(workdir)
     try:
-        state = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+        restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+        state = restored["state"]
     finally:
         mngr.close()
     return {"params": state.params, "batch_stats": state.batch_stats}

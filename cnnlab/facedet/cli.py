@@ -1,8 +1,11 @@
-"""``cnnlab eval widerface``, ``cnnlab train facedet`` and ``cnnlab detect``: the §5 face detector's commands."""
+"""``cnnlab train facedet``, ``cnnlab eval facedet``, ``cnnlab eval widerface`` and ``cnnlab detect``: the §5
+face detector's commands."""
 
 import json
 from pathlib import Path
 
+from cnnlab import configs
+from cnnlab.errors import CnnlabError
 from cnnlab.nn.resnet_weights import add_pretrained_arguments
 from cnnlab.paths import data_dir
 
@@ -17,7 +20,7 @@ def run_eval(args) -> int:
 
     gt_dir = args.ground_truth or _default_ground_truth()
     if gt_dir is None:
-        raise SystemExit("cnnlab eval widerface: no ground truth: pass --ground-truth DIR or set CNNLAB_DATA_DIR "
+        raise CnnlabError("cnnlab eval widerface: no ground truth: pass --ground-truth DIR or set CNNLAB_DATA_DIR "
                          "to a folder holding widerface/eval_tools/ground_truth/")
     predictions = args.predictions
     if args.checkpoint is not None:
@@ -26,18 +29,18 @@ def run_eval(args) -> int:
         from cnnlab.facedet.train import load_trained
 
         if args.images is None or args.out is None:
-            raise SystemExit("cnnlab eval widerface --checkpoint needs --images (WIDER_val/images) and --out")
-        cfg, variables = load_trained(args.checkpoint)
+            raise CnnlabError("cnnlab eval widerface --checkpoint needs --images (WIDER_val/images) and --out")
+        _, variables, cfg = load_trained(args.checkpoint)
         predictions = args.out / "predictions"
         predict_widerface(variables, cfg, load_ground_truth(gt_dir), args.images, predictions)
     elif predictions is None:
-        raise SystemExit("cnnlab eval widerface: pass --predictions DIR or --checkpoint C --images DIR")
+        raise CnnlabError("cnnlab eval widerface: pass --predictions DIR or --checkpoint C --images DIR")
     summary = evaluate_folder(predictions, gt_dir, args.out)
     print(json.dumps(summary, indent=2))
     return 0
 
 
-def add_eval_parser(evaluate_subparsers) -> None:
+def add_widerface_parser(evaluate_subparsers) -> None:
     p = evaluate_subparsers.add_parser("widerface", help="score detections with the official WIDER FACE protocol")
     p.add_argument("--predictions", type=Path, default=None,
                    help="folder of submission files <event>/<image>.txt (name, count, 'x y w h score' lines)")
@@ -51,53 +54,60 @@ def add_eval_parser(evaluate_subparsers) -> None:
     p.set_defaults(func=run_eval)
 
 
-def run_train(args) -> int:
-    import dataclasses
+def config_from_args(args):
+    shorthands = {**configs.common_shorthands(args), "image_size": args.image_size, "channels": args.channels,
+                  "depth": args.depth, "data": args.data, "num_images": args.num_images}
+    if args.steps is not None and args.learning_rate is not None:
+        shorthands.update(lr_boundaries=(), lr_scales=())  # a short run with its own rate: constant
+    return configs.from_args("facedet", args, shorthands)
 
-    from cnnlab.facedet.train import load_config, train_facedet
+
+def run_train(args) -> int:
+    from cnnlab.facedet.train import train
     from cnnlab.nn.resnet_weights import pretrained_weights
 
-    cfg = load_config(args.config)
-    overrides = {"steps": args.steps, "image_size": args.image_size, "batch_size": args.batch_size,
-                 "learning_rate": args.learning_rate, "channels": args.channels, "depth": args.depth}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if args.steps is not None and args.learning_rate is not None:
-        overrides.update(lr_boundaries=(), lr_scales=())  # a short run with its own rate: constant
-    elif args.steps is not None:
-        # keep the paper's decays at the same fractions of the run (50k and 60k of 70k)
-        overrides.update(lr_boundaries=tuple(max(1, round(b * args.steps / cfg.steps)) for b in cfg.lr_boundaries))
-    cfg = dataclasses.replace(cfg, **overrides)
+    cfg = config_from_args(args)
     weights = pretrained_weights(args.backbone_weights, cfg.depth, from_scratch=args.from_scratch,
                                  flag="--backbone-weights")
-    results = train_facedet(cfg, args.out, data=args.data, num_images=args.num_images, seed=args.seed,
-                            eval_every=args.eval_every, backbone_weights=weights)
-    print(json.dumps(results, indent=2))
+    print(json.dumps(train(cfg, args.out, backbone_weights=weights), indent=2))
     return 0
 
 
 def add_train_parser(train_subparsers) -> None:
     p = train_subparsers.add_parser("facedet", help="train FaceNet (§5), one config per row of Table 4")
-    p.add_argument("--config", required=True, help="v1_0 … v2_5 (experiments/facedet_<config>.py) or a .py path")
+    configs.add_arguments(p, "facedet")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs, results.json); resumes")
-    p.add_argument("--data", default="synthetic",
-                   help="'synthetic' (LFW faces on photographs), an official WIDER FACE folder "
+    p.add_argument("--data", default=None,
+                   help="'synthetic' (LFW faces on photographs; the default), an official WIDER FACE folder "
                         "(wider_face_split/, WIDER_train/, WIDER_val/), or 'tfds' / 'tfds:train[:2000]' "
                         "(tensorflow-datasets' wider_face, online; the decoded images are held in memory: "
                         "slice the train split on small machines)")
-    p.add_argument("--num-images", type=int, default=64, help="synthetic training images")
-    for name, kind in (("steps", int), ("image-size", int), ("batch-size", int), ("learning-rate", float),
-                       ("channels", int), ("depth", int), ("eval-every", int)):
-        p.add_argument(f"--{name}", type=kind, default=None, help="override the config's value")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-images", type=int, default=None, help="synthetic training images (default 64)")
+    configs.add_common_flags(p)
+    for name in ("image-size", "channels", "depth"):
+        p.add_argument(f"--{name}", type=int, default=None, help="override the config's value")
     add_pretrained_arguments(p, "--backbone-weights")
     p.set_defaults(func=run_train)
+
+
+def add_eval_parser(evaluate_subparsers) -> None:
+    add_widerface_parser(evaluate_subparsers)
+    p = evaluate_subparsers.add_parser("facedet", help="AP of a `cnnlab train facedet` run on its validation images")
+    p.add_argument("--checkpoint", type=Path, required=True, help="the run folder written by `cnnlab train facedet`")
+    p.set_defaults(func=run_eval_run)
+
+
+def run_eval_run(args) -> int:
+    from cnnlab.facedet.train import evaluate
+    print(json.dumps(evaluate(args.checkpoint), indent=2))
+    return 0
 
 
 def run_detect(args) -> int:
     from cnnlab.facedet.detect import detect_files, time_detect
     from cnnlab.facedet.train import load_trained
 
-    cfg, variables = load_trained(args.checkpoint)
+    _, variables, cfg = load_trained(args.checkpoint)
     if args.paths:
         results = detect_files(variables, cfg, args.paths, args.out, threshold=args.threshold,
                                max_frames=args.max_frames, every=args.every)

@@ -57,7 +57,7 @@ def average_precision(variables, cfg: FaceNetConfig, source, batch_size: int | N
     preds, faces = [], []
     for start in range(0, len(source), batch_size):
         batch = source[np.arange(start, min(start + batch_size, len(source)))]
-        boxes, scores, valid = jax.device_get(detect(variables, jnp.asarray(batch["image"], jnp.float32) / 255.0,
+        boxes, scores, valid = jax.device_get(detect(variables, jnp.asarray(batch["x"], jnp.float32) / 255.0,
                                                      config=cfg))
         for b, s, v, gt, gv in zip(boxes, scores, valid, batch["boxes"], batch["valid"]):
             preds.append(np.column_stack([b[v, :2], b[v, 2:] - b[v, :2], s[v]]))

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from cnnlab.errors import CnnlabError
 from cnnlab.nn.resnet import DEPTHS, ResNet
 
 # torchvision's IMAGENET1K_V1 files, "<name>-<first 8 hex digits of the SHA-256>.pth" (torchvision >= 0.13).
@@ -190,19 +191,19 @@ def pretrained_weights(path, depth: int, *, from_scratch: bool, flag: str) -> Pa
     """
     if from_scratch:
         if path is not None:
-            raise SystemExit(f"{flag} and --from-scratch exclude each other")
+            raise CnnlabError(f"{flag} and --from-scratch exclude each other")
         print(f"WARNING: --from-scratch: the ResNet-{depth} starts from random weights; the paper starts from "
               "torchvision's ImageNet weights (§5.2.1, §7.2.3)", file=sys.stderr)
         return None
     if path is not None:
         if not Path(path).is_file():  # now, not after the data are loaded and the model is built
-            raise SystemExit(f"{flag} {path}: no such file")
+            raise CnnlabError(f"{flag} {path}: no such file")
         return Path(path)
     for name in (TORCHVISION_FILES[depth], LEGACY_FILES[depth]):
         for candidate in (weights_dir() / name, (weights_dir() / name).with_suffix(".safetensors")):
             if candidate.is_file():
                 return candidate
-    raise SystemExit(f"no ImageNet weights for the ResNet-{depth}: pass {flag} PATH, or put torchvision's "
+    raise CnnlabError(f"no ImageNet weights for the ResNet-{depth}: pass {flag} PATH, or put torchvision's "
                      f"{TORCHVISION_FILES[depth]} into {weights_dir()} (cnnlab weights resnet{depth} does, "
                      f"online; {WEIGHTS_DIR_ENV} moves the folder), or pass --from-scratch for random weights")
 
@@ -256,16 +257,16 @@ def main(args) -> int:
     try:
         return _main(args)
     except (ConnectionError, ImportError, OSError, ValueError) as e:  # a message for the user, not a traceback
-        raise SystemExit(f"cnnlab weights: {e}") from e
+        raise CnnlabError(f"cnnlab weights: {e}") from e
 
 
 def _main(args) -> int:
     depth = int(args.model.removeprefix("resnet"))
     out = args.out or weights_dir() / TORCHVISION_FILES[depth]
     if out.suffix not in (".pth", ".safetensors"):
-        raise SystemExit(f"cnnlab weights: --out must end in .pth or .safetensors, got {out}")
+        raise CnnlabError(f"cnnlab weights: --out must end in .pth or .safetensors, got {out}")
     if args.source is not None and out.suffix != ".safetensors":
-        raise SystemExit("cnnlab weights: --from converts a .pth: --out must end in .safetensors")
+        raise CnnlabError("cnnlab weights: --from converts a .pth: --out must end in .safetensors")
     source = args.source
     if source is None:
         url = DOWNLOAD_ROOT + TORCHVISION_FILES[depth]

@@ -28,6 +28,7 @@ from cnnlab.ops.batch_norm import (batch_norm, batch_norm_autodiff, batch_norm_i
                                    batch_norm_inference_autodiff)
 from cnnlab.ops.dense import dense, dense_autodiff
 from cnnlab.ops.softmax import cross_entropy, cross_entropy_autodiff, softmax, softmax_autodiff
+from cnnlab.errors import CnnlabError
 from cnnlab.ops.conv import conv1d, conv1d_autodiff, conv2d, conv2d_autodiff
 from cnnlab.ops.pooling import max_pool2d, max_pool2d_autodiff
 
@@ -185,7 +186,7 @@ def main(args) -> int:
         return 0
     cases = [c for c in CASES if args.op is None or c.op == args.op]
     if not cases:
-        raise SystemExit(f"gradcheck: no case for op {args.op!r}; ops: {sorted({c.op for c in CASES})}")
+        raise CnnlabError(f"gradcheck: no case for op {args.op!r}; ops: {sorted({c.op for c in CASES})}")
     return 0 if run(cases, args.dtype) else 1
 
 

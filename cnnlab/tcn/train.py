@@ -1,85 +1,73 @@
 """Training the TCN on Sequential / Permuted MNIST with the cnnlab engine (§6.3.3).
 
-The task's own pieces: pixels normalised inside ``jit`` (uint8 travels to the device), the cross-entropy
-of the prediction at the last time step (§6.3.3, following [33]), accuracy, and the best weights picked on
-validation accuracy. The paper's schedule is ``paper_config``.
+The task's own pieces: pixels normalised inside ``jit`` (uint8 travels to the device) and the model; the
+loss is the cross-entropy of the prediction at the last time step (§6.3.3, following [33]) and the best
+weights are picked on validation accuracy (``cnnlab.train.tasks``). ``train(config, workdir)`` trains;
+``evaluate(workdir)`` scores a run's best weights again.
 """
 
-import dataclasses
-import functools
-
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from cnnlab import train
-from cnnlab.nn import GRADS, op
-from cnnlab.tcn.data import PERMUTATION_SEED, load_seqmnist, to_sequences
+from cnnlab import train as engine
+from cnnlab.tcn.config import SeqMnistConfig
+from cnnlab.tcn.data import SEQUENCE_LENGTH, load_seqmnist, to_sequences
 from cnnlab.tcn.model import TCN
+from cnnlab.train import tasks
 
-
-def paper_config(permuted: bool = False, **overrides) -> train.TrainConfig:
-    """§6.3.3: batch 100, SGD with momentum, lr 0.001 raised x10 after 200 and again after 1 000 iterations,
-    divided by 10 after 70 000 and 90 000 (PMNIST: 130 000 and 180 000), 100 000 (PMNIST 200 000) steps.
-
-    The momentum value is not given in the paper; 0.9 is assumed.
-    """
-    decay = (130_000, 180_000) if permuted else (70_000, 90_000)
-    config = train.TrainConfig(
-        steps=200_000 if permuted else 100_000, batch_size=100, learning_rate=0.001, momentum=0.9,
-        lr_boundaries=(200, 1_000, *decay), lr_scales=(10.0, 10.0, 0.1, 0.1), eval_every=1_000,
-        checkpoint_every=1_000, select_metric="accuracy", select_mode="max")
-    return dataclasses.replace(config, **overrides)
-
-
-def scaled_config(steps: int, permuted: bool = False, **overrides) -> train.TrainConfig:
-    """``paper_config`` shortened to ``steps`` for a fixed compute budget.
-
-    The two /10 decays sit at the same fractions of the run as in the paper (SeqMNIST 0.7 and 0.9, PMNIST
-    0.65 and 0.9); the two x10 warm-up steps stay at the paper's 200 and 1 000 iterations but no later than
-    0.1 and 0.5 of the run. The long stay at lr 0.01 matters: on the paper's schedule the model leaves the
-    initial ln 10 plateau only around step 900-1 000 (docs/results.md), and runs whose warm-up was squeezed
-    into the first 0.2 of 400-600 steps stayed on it. ``steps=100_000`` (PMNIST 200 000) gives
-    ``paper_config`` back.
-    """
-    paper = paper_config(permuted)
-    decays = [round(b * steps / paper.steps) for b in paper.lr_boundaries[2:]]
-    warmup = [min(200, round(0.1 * steps)), min(1_000, round(0.5 * steps))]
-    return paper_config(permuted, steps=steps, lr_boundaries=tuple(warmup + decays), **overrides)
+TASK = "seqmnist"
+EXAMPLE = (np.zeros((1, SEQUENCE_LENGTH, 1), np.float32),)
 
 
 def inputs(batch):
     return (to_sequences(batch["x"]),)  # [N, 784, 1]
 
 
-def _loss(logits, batch, grad):
-    return op("cross_entropy", grad)(logits, batch["y"])
+def make_model(config: SeqMnistConfig) -> TCN:
+    return TCN(block=config.block, num_blocks=config.blocks, channels=config.channels,
+               kernel_size=config.kernel_size, dropout=config.dropout, dilation=config.dilation,
+               padding=config.padding, grad=config.grad)
 
 
-LOSSES = {grad: functools.partial(_loss, grad=grad) for grad in GRADS}  # one object each: compiles are reused
+def sources(config: SeqMnistConfig, data_dir=None) -> dict:
+    data = load_seqmnist(config.permuted, config.permutation_seed, data_dir)
+    out = {split: engine.ArraySource(x=x, y=y) for split, (x, y) in data.items()}
+    x, y = data["train"]
+    out["train"] = engine.ArraySource(x=x[:config.train_examples], y=y[:config.train_examples])
+    return out
 
 
-def metrics(logits, batch):
-    return {"accuracy": (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)}
+def train(config: SeqMnistConfig, workdir, *, data_dir=None) -> dict:
+    """Train the TCN of ``config`` on SeqMNIST (PMNIST if ``config.permuted``); returns the results dict.
 
-
-def train_and_evaluate(config: train.TrainConfig, workdir, model: TCN, *, permuted: bool = False,
-                       permutation_seed: int = PERMUTATION_SEED, data_dir=None, train_examples=None) -> dict:
-    """Train ``model`` on SeqMNIST (PMNIST if ``permuted``); returns the engine's results dict.
-
-    train_examples: use only the first this many training sequences (quick runs); validation and test stay
-    complete.
+    Only ``config.train_examples`` training sequences if set (quick runs); validation and test stay complete.
     """
-    data = load_seqmnist(permuted, permutation_seed, data_dir)
-    sources = {split: train.ArraySource(x=x, y=y) for split, (x, y) in data.items()}
-    if train_examples is not None:
-        x, y = data["train"]
-        sources["train"] = train.ArraySource(x=x[:train_examples], y=y[:train_examples])
-    params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 784, 1))))["params"]
-    task = {"task": "seqmnist", "permuted": permuted, "permutation_seed": permutation_seed if permuted else None,
-            **{f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name not in ("parent", "name")}}
-    return train.train_and_evaluate(
-        config, workdir, model=model, loss_fn=LOSSES[model.grad], metrics_fn=metrics, inputs_fn=inputs,
-        train_source=sources["train"], val_source=sources["val"], test_source=sources["test"],
-        task_config=task, extra_results={**task, "receptive_field": model.receptive_field(),
-                                         "num_params": int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))})
+    model = make_model(config)
+    data = sources(config, data_dir)
+    params = tasks.variables_template(model, *EXAMPLE)["params"]
+    task = tasks.task_settings(config, TASK)
+    return engine.train_and_evaluate(
+        tasks.engine_config(config), workdir, model=model, loss_fn=tasks.CLASSIFICATION_LOSSES[config.grad],
+        metrics_fn=tasks.accuracy, inputs_fn=inputs, train_source=data["train"], val_source=data["val"],
+        test_source=data["test"], task_config=task,
+        extra_results={**task, "num_blocks": model.num_blocks, "receptive_field": model.receptive_field(),
+                       "num_params": int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))})
+
+
+def load_trained(workdir):
+    """(model, best variables, config) of a run written by ``train``."""
+    config = tasks.read_run(workdir, TASK, SeqMnistConfig)
+    model = make_model(config)
+    return model, tasks.load_best(workdir, model, *EXAMPLE), config
+
+
+def evaluate(workdir, *, data_dir=None, batch_size: int = 500) -> dict:
+    """Validation and test loss/accuracy of the best weights saved in ``workdir`` by ``train``."""
+    model, variables, config = load_trained(workdir)
+    _, eval_step = engine.make_steps(model, tasks.CLASSIFICATION_LOSSES[config.grad], tasks.accuracy, inputs)
+    data = sources(config, data_dir)
+    results = {"block": config.block, "permuted": config.permuted}
+    for split in ("val", "test"):
+        results.update({f"{split}_{k}": v for k, v in
+                        engine.evaluate(eval_step, variables, data[split], batch_size).items()})
+    return results

@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
+from cnnlab.errors import CnnlabError
 from cnnlab.train.logs import MetricsLog, plot_curves
 from cnnlab.train.pipeline import eval_batches, train_indices
 from cnnlab.train.state import TrainConfig, create_train_state, learning_rate_schedule
@@ -139,7 +140,7 @@ def _check_run_config(workdir: Path, run_config: dict) -> None:
             if key not in saved["train"] and value == defaults[key]:
                 saved["train"][key] = value
         if saved != run_config:
-            raise ValueError(f"train_and_evaluate: {workdir} holds a run with another configuration "
+            raise CnnlabError(f"train_and_evaluate: {workdir} holds a run with another configuration "
                              f"({path}); use a new output folder or the same settings.\n"
                              f"saved: {saved}\nnow:   {run_config}")
     else:
