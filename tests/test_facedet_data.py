@@ -6,6 +6,7 @@ import types
 import numpy as np
 import pytest
 
+from cnnlab.errors import CnnlabError
 from cnnlab.facedet.data import (_crop_boxes, color_jitter, pad_boxes, random_crop_flip, read_wider_annotations,
                                  synthetic_faces, tfds_wider_records)
 
@@ -73,7 +74,7 @@ def test_tfds_records_equal_the_official_readers_and_drop_invalid_and_zero_size_
 
 def test_tfds_source_without_the_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
-    with pytest.raises(ImportError, match=r'tfds_wider_records: .*pip install "cnnlab\[tfds\]"'):
+    with pytest.raises(CnnlabError, match=r'tfds_wider_records: .*pip install "cnnlab\[tfds\]"'):
         tfds_wider_records("train")
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from cnnlab import configs
 from cnnlab.cli import main
+from cnnlab.errors import CnnlabError
 from cnnlab.facedet.anchors import generate_anchors
 from cnnlab.facedet.detect import detect, detect_files
 from cnnlab.facedet.model import FaceNet
@@ -135,6 +136,6 @@ def test_detect_names_a_corrupt_video_and_a_missing_pyav(tiny, tmp_path, monkeyp
     with pytest.raises(ValueError, match=r"detect: cannot read video .*broken\.mp4"):
         detect_files(variables, cfg, [tmp_path / "broken.mp4"], tmp_path / "out")
     monkeypatch.setitem(sys.modules, "av", None)
-    with pytest.raises(ImportError, match=r'pip install "cnnlab\[facedet\]"'):
+    with pytest.raises(CnnlabError, match=r'pip install "cnnlab\[facedet\]"'):
         detect_files(variables, cfg, [tmp_path / "broken.mp4"], tmp_path / "out2")
     assert not (tmp_path / "out2").exists()  # failed before any work

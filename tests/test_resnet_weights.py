@@ -93,7 +93,7 @@ def test_safetensors_maps_each_torchvision_key_to_flax_without_torch(resnet18_sa
 def test_pth_without_torch_says_how_to_get_on(tmp_path, monkeypatch):
     (tmp_path / "w.pth").write_bytes(b"PK")
     monkeypatch.setitem(sys.modules, "torch", None)  # as on a machine without torch
-    with pytest.raises(ImportError, match=r"w\.pth needs torch \(pip install torch==2\.13\.0\).*\.safetensors"):
+    with pytest.raises(CnnlabError, match=r"w\.pth needs torch \(pip install torch==2\.13\.0\).*\.safetensors"):
         read_state_dict(tmp_path / "w.pth")
 
 

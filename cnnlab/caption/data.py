@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cnnlab.errors import CnnlabError
 from cnnlab.caption.vocab import Vocab
 
 IMAGE_SIZE = 224  # §7.3: "images resized to 224×224 pixels"
@@ -114,7 +115,7 @@ def tfds_split(split: str, size: int = IMAGE_SIZE):
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
-        raise ImportError("tfds_split: needs tensorflow-datasets and TensorFlow: pip install 'cnnlab[tfds]'") from e
+        raise CnnlabError("tfds_split: needs tensorflow-datasets and TensorFlow: pip install 'cnnlab[tfds]'") from e
     for example in tfds.as_numpy(tfds.load("coco_captions", split=split)):
         image = Image.fromarray(example["image"]).convert("RGB").resize((size, size), Image.BILINEAR)
         texts = [t.decode() for t in example["captions"]["text"]]

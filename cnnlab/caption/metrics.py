@@ -18,6 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
+from cnnlab.errors import CnnlabError
 from cnnlab.caption.data import read_annotations
 
 # Output names of results.json, in Table 7's reading order after CIDEr-D.
@@ -32,10 +33,10 @@ def _toolkit():
         from pycocoevalcap.rouge.rouge import Rouge
         from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
     except ImportError as e:
-        raise ImportError("caption metrics need the official toolkit: pip install 'cnnlab[caption]' "
+        raise CnnlabError("caption metrics need the official toolkit: pip install 'cnnlab[caption]' "
                           "(pycocoevalcap)") from e
     if shutil.which("java") is None:
-        raise RuntimeError("caption metrics: the official toolkit's PTB tokenizer and METEOR need Java "
+        raise CnnlabError("caption metrics: the official toolkit's PTB tokenizer and METEOR need Java "
                            "(a `java` executable on PATH), none was found")
     return PTBTokenizer, Bleu, Meteor, Rouge, Cider
 
@@ -54,19 +55,19 @@ def _read_json(path, what):
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"caption metrics: {what} file {path} is not valid JSON ({e})") from e
+        raise CnnlabError(f"caption metrics: {what} file {path} is not valid JSON ({e})") from e
 
 
 def _check_entries(entries, what, source):
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or "image_id" not in entry or "caption" not in entry:
-            raise ValueError(f"caption metrics: {what} entry {i} of {source} must be an object with "
+            raise CnnlabError(f"caption metrics: {what} entry {i} of {source} must be an object with "
                              f"'image_id' and 'caption', got {str(entry)[:80]}")
         if isinstance(entry["image_id"], bool) or not isinstance(entry["image_id"], int):
-            raise ValueError(f"caption metrics: {what} entry {i} of {source} has a non-integer image_id "
+            raise CnnlabError(f"caption metrics: {what} entry {i} of {source} has a non-integer image_id "
                              f"{entry['image_id']!r}")
         if not isinstance(entry["caption"], str):
-            raise ValueError(f"caption metrics: {what} entry {i} of {source} has a non-string caption "
+            raise CnnlabError(f"caption metrics: {what} entry {i} of {source} has a non-string caption "
                              f"{entry['caption']!r}")
 
 
@@ -74,13 +75,13 @@ def load_predictions(path) -> dict[int, str]:
     """Read a COCO results file ``[{"image_id", "caption"}]`` into ``{image_id: caption}``."""
     data = _read_json(path, "predictions")
     if not isinstance(data, list) or not data:
-        raise ValueError(f"caption metrics: predictions file {path} must be a non-empty JSON list of "
+        raise CnnlabError(f"caption metrics: predictions file {path} must be a non-empty JSON list of "
                          '{"image_id": int, "caption": str} (the COCO results format)')
     _check_entries(data, "prediction", path)
     predictions = {}
     for entry in data:
         if entry["image_id"] in predictions:
-            raise ValueError(f"caption metrics: predictions file {path} has more than one caption for "
+            raise CnnlabError(f"caption metrics: predictions file {path} has more than one caption for "
                              f"image_id {entry['image_id']} (the official evaluation scores exactly one)")
         predictions[entry["image_id"]] = entry["caption"]
     return predictions
@@ -102,10 +103,10 @@ def score_captions(predictions: dict[int, str], references: dict[int, list[str]]
       ``{"bleu_1", ..., "bleu_4", "meteor", "rouge_l", "cider"}`` (CIDEr-D, on the toolkit's ×10 scale).
     """
     if not predictions:
-        raise ValueError("score_captions: predictions is empty")
+        raise CnnlabError("score_captions: predictions is empty")
     missing = sorted(set(predictions) - set(references))
     if missing:
-        raise ValueError(f"score_captions: {len(missing)} predicted image ids have no reference captions, "
+        raise CnnlabError(f"score_captions: {len(missing)} predicted image ids have no reference captions, "
                          f"e.g. {missing[:5]}")
     tokenizer_cls, bleu_cls, _, rouge_cls, cider_cls = _toolkit()
     ids = list(predictions)  # file order, as COCOEvalCap takes cocoRes.getImgIds()

@@ -12,6 +12,8 @@ import numpy as np
 from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 from PIL import Image
 
+from cnnlab.errors import CnnlabError
+
 CROP_RANGE = (0.33, 0.95)  # §5.2.2: square crop side as a fraction of the image's short side
 
 
@@ -21,14 +23,14 @@ def read_wider_annotations(path) -> list:
     Each entry is the image path, the face count, then ``x y w h blur expression illumination invalid
     occlusion pose`` per face; images without faces carry one dummy row of zeros. Faces marked invalid and
     boxes of zero width or height are skipped; images left without faces are kept (they teach background).
-    A malformed entry raises ``ValueError`` naming the file and line.
+    A malformed entry raises ``CnnlabError`` naming the file and line.
     """
     path = Path(path)
     lines = path.read_text().splitlines()
     records, n = [], 0
 
     def fail(i, msg):
-        raise ValueError(f"{path}:{i + 1}: {msg}")
+        raise CnnlabError(f"{path}:{i + 1}: {msg}")
 
     while n < len(lines):
         name = lines[n].strip()
@@ -97,7 +99,7 @@ def tfds_wider_records(split: str = "train", *, data_dir=None):
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
-        raise ImportError('tfds_wider_records: needs tensorflow-datasets and TensorFlow: '
+        raise CnnlabError('tfds_wider_records: needs tensorflow-datasets and TensorFlow: '
                           'pip install "cnnlab[tfds]"') from e
     return map(_tfds_record, tfds.as_numpy(tfds.load("wider_face", split=split, data_dir=data_dir)))
 
@@ -197,7 +199,7 @@ def synthetic_faces(num_images: int, *, size: int = 256, faces_per_image=(1, 4),
     try:
         import skimage.data
     except ImportError as e:
-        raise ImportError("synthetic_faces needs scikit-image: pip install 'cnnlab[facedet]'") from e
+        raise CnnlabError("synthetic_faces needs scikit-image: pip install 'cnnlab[facedet]'") from e
     rng = np.random.default_rng(seed)
     faces = (skimage.data.lfw_subset()[:100] * 255).astype(np.uint8)
     backgrounds = []

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cnnlab.errors import CnnlabError
 from cnnlab.facedet.anchors import generate_anchors
 from cnnlab.facedet.boxes import decode, nms
 from cnnlab.facedet.config import FaceNetConfig
@@ -123,7 +124,7 @@ def _import_av():
     try:
         import av
     except ImportError as e:
-        raise ImportError('detect: video input needs PyAV: pip install "cnnlab[facedet]"') from e
+        raise CnnlabError('detect: video input needs PyAV: pip install "cnnlab[facedet]"') from e
     return av
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from scipy.io import loadmat
 
+from cnnlab.errors import CnnlabError
+
 SETTINGS = ("easy", "medium", "hard")
 IOU_THRESHOLD = 0.5
 NUM_THRESHOLDS = 1000
@@ -67,7 +69,7 @@ def load_ground_truth(gt_dir) -> GroundTruth:
 def read_prediction_file(path) -> np.ndarray:
     """One submission file -> boxes ``[P, 5]`` (x y w h score) sorted by descending score.
 
-    Raises ``ValueError`` naming the file and line for a malformed file (name line not naming this image,
+    Raises ``CnnlabError`` naming the file and line for a malformed file (name line not naming this image,
     count not an integer, a box line without 5 numbers, fewer or more box lines than the count).
     """
     path = Path(path)
@@ -75,16 +77,16 @@ def read_prediction_file(path) -> np.ndarray:
     while lines and not lines[-1]:
         lines.pop()
     if len(lines) < 2:
-        raise ValueError(f"{path}: expected the image name on line 1 and the box count on line 2")
+        raise CnnlabError(f"{path}: expected the image name on line 1 and the box count on line 2")
     if Path(lines[0]).stem != path.stem:
-        raise ValueError(f"{path}:1: image name {lines[0]!r} does not name this file's image {path.stem!r}")
+        raise CnnlabError(f"{path}:1: image name {lines[0]!r} does not name this file's image {path.stem!r}")
     try:
         count = int(lines[1])
     except ValueError:
-        raise ValueError(f"{path}:2: box count must be an integer, got {lines[1]!r}") from None
+        raise CnnlabError(f"{path}:2: box count must be an integer, got {lines[1]!r}") from None
     rows = lines[2:]
     if count < 0 or len(rows) != count:
-        raise ValueError(f"{path}:2: box count says {count} but the file has {len(rows)} box lines")
+        raise CnnlabError(f"{path}:2: box count says {count} but the file has {len(rows)} box lines")
     boxes = np.zeros((count, 5))
     for i, row in enumerate(rows):
         fields = row.split()
@@ -93,7 +95,7 @@ def read_prediction_file(path) -> np.ndarray:
                 raise ValueError
             boxes[i] = [float(v) for v in fields[:5]]
         except ValueError:
-            raise ValueError(f"{path}:{i + 3}: expected 'x y w h score', got {row!r}") from None
+            raise CnnlabError(f"{path}:{i + 3}: expected 'x y w h score', got {row!r}") from None
     return boxes[np.argsort(-boxes[:, 4], kind="stable")]
 
 
@@ -112,7 +114,7 @@ def read_predictions(pred_dir, gt: GroundTruth) -> list:
     """All submission files under ``pred_dir`` for the images of ``gt``; a missing file gives ``[0, 5]``."""
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
-        raise FileNotFoundError(f"read_predictions: no predictions folder {pred_dir}")
+        raise CnnlabError(f"read_predictions: no predictions folder {pred_dir}")
     preds = []
     for event, files in zip(gt.events, gt.files):
         preds.append([read_prediction_file(p) if (p := pred_dir / event / f"{name}.txt").is_file()

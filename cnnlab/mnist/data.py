@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.errors import CnnlabError
 from cnnlab.paths import data_dir as _data_dir
 
 BUNDLED_DIR = Path(__file__).parent / "data"
@@ -44,20 +45,20 @@ def read_idx(path, magic: int, shape: tuple, md5: str | None = None) -> np.ndarr
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:  # truncated or not really gzip
-        raise ValueError(f"read_idx: cannot read {path}: {e}") from e
+        raise CnnlabError(f"read_idx: cannot read {path}: {e}") from e
     header = 4 + 4 * len(shape)
     if len(raw) < header:
-        raise ValueError(f"read_idx: {path} is truncated ({len(raw)} bytes, header needs {header})")
+        raise CnnlabError(f"read_idx: {path} is truncated ({len(raw)} bytes, header needs {header})")
     found_magic = int.from_bytes(raw[:4], "big")
     if found_magic != magic:
-        raise ValueError(f"read_idx: {path} has magic number {found_magic}, expected {magic}")
+        raise CnnlabError(f"read_idx: {path} has magic number {found_magic}, expected {magic}")
     dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(len(shape)))
     if dims != tuple(shape):
-        raise ValueError(f"read_idx: {path} holds shape {dims}, expected {tuple(shape)}")
+        raise CnnlabError(f"read_idx: {path} holds shape {dims}, expected {tuple(shape)}")
     if len(raw) != header + int(np.prod(shape)):
-        raise ValueError(f"read_idx: {path} has {len(raw) - header} data bytes, expected {int(np.prod(shape))}")
+        raise CnnlabError(f"read_idx: {path} has {len(raw) - header} data bytes, expected {int(np.prod(shape))}")
     if md5 is not None and hashlib.md5(raw).hexdigest() != md5:
-        raise ValueError(f"read_idx: {path} fails its checksum (MD5 of the uncompressed bytes is "
+        raise CnnlabError(f"read_idx: {path} fails its checksum (MD5 of the uncompressed bytes is "
                          f"{hashlib.md5(raw).hexdigest()}, expected {md5}): the file is corrupt")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
 
@@ -87,7 +88,7 @@ def _load_tfds() -> dict:
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
-        raise RuntimeError("load_mnist: source='tfds' needs tensorflow-datasets and TensorFlow "
+        raise CnnlabError("load_mnist: source='tfds' needs tensorflow-datasets and TensorFlow "
                            "(pip install 'cnnlab[tfds]') and a network connection") from e
     arrays = tfds.as_numpy(tfds.load("mnist", batch_size=-1))
     (train_x, train_y), (test_x, test_y) = [(arrays[s]["image"][..., 0], arrays[s]["label"])
@@ -111,7 +112,7 @@ def load_mnist(data_dir=None, source: str = "files") -> dict:
     if source == "tfds":
         return _load_tfds()
     if source != "files":
-        raise ValueError(f"load_mnist: source must be 'files' or 'tfds', got {source!r}")
+        raise CnnlabError(f"load_mnist: source must be 'files' or 'tfds', got {source!r}")
     looked = _candidate_dirs(data_dir)
     for folder in looked:
         paths = {name: _find(folder, name) for name in FILES}

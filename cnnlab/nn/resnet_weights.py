@@ -68,7 +68,7 @@ def read_state_dict(path) -> dict:
     try:
         import torch
     except ImportError as e:
-        raise ImportError(f"read_state_dict: reading {path} needs torch (pip install torch==2.13.0); without "
+        raise CnnlabError(f"read_state_dict: reading {path} needs torch (pip install torch==2.13.0); without "
                           "torch use a .safetensors file (cnnlab weights --from FILE.pth --out FILE.safetensors "
                           "converts one where torch is installed)") from e
     try:

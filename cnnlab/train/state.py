@@ -12,7 +12,7 @@ from flax.training import train_state
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Settings of one training run; an experiment is one of these (see ``experiments/``).
+    """Settings of one training run. Each task's config dataclass extends it (``cnnlab/<task>/config.py``).
 
     The learning rate is piecewise constant: it starts at ``learning_rate`` and is multiplied by
     ``lr_scales[i]`` at step ``lr_boundaries[i]``, e.g. §6.3's warm-up and decay

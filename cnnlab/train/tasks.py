@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from cnnlab.errors import CnnlabError
 from cnnlab.nn import GRADS, op
-from cnnlab.train.loop import load_best_variables
+from cnnlab.train import load_best_variables
 from cnnlab.train.state import TrainConfig
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
