@@ -76,7 +76,8 @@ def engine_step(microbatch, args, dropout=0.05, cached=True):
     config = engine_config(dataclasses.replace(single_seqmnist(), batch_size=args.batch, microbatch_size=microbatch))
     state = [train.create_train_state(model, config, inputs(batch))]
     make_steps = train.make_steps if cached else train.make_steps.__wrapped__
-    step, _ = make_steps(model, CLASSIFICATION_LOSSES["custom"], accuracy, inputs, args.batch // (microbatch or args.batch))
+    step, _ = make_steps(model, CLASSIFICATION_LOSSES["custom"], accuracy, inputs,
+                         args.batch // (microbatch or args.batch))
 
     def run(n):
         for _ in range(n):

@@ -2,9 +2,9 @@
 
 Each task package keeps its settings in ``cnnlab/<task>/config.py``: one frozen dataclass (a subclass of
 ``cnnlab.train.TrainConfig``), ``CONFIG_CLASS``, and one public function without arguments per named
-setting, returning an instance; the first paragraph of its docstring names the paper table and row. ``load``
-finds those functions by package import (``importlib``), so they resolve wherever cnnlab is installed. A path to a ``.py``
-file works too: its ``get_config()`` must return the task's dataclass, e.g. ::
+setting, returning an instance; the first paragraph of its docstring names the paper table and row.
+``load`` finds those functions by package import (``importlib``), so they resolve wherever cnnlab is
+installed. A path to a ``.py`` file works too: its ``get_config()`` must return the task's dataclass, e.g. ::
 
     from cnnlab.facedet.config import v2_4
     import dataclasses

@@ -37,7 +37,7 @@ def _toolkit():
                           "(pycocoevalcap)") from e
     if shutil.which("java") is None:
         raise CnnlabError("caption metrics: the official toolkit's PTB tokenizer and METEOR need Java "
-                           "(a `java` executable on PATH), none was found")
+                          "(a `java` executable on PATH), none was found")
     return PTBTokenizer, Bleu, Meteor, Rouge, Cider
 
 
@@ -62,13 +62,13 @@ def _check_entries(entries, what, source):
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or "image_id" not in entry or "caption" not in entry:
             raise CnnlabError(f"caption metrics: {what} entry {i} of {source} must be an object with "
-                             f"'image_id' and 'caption', got {str(entry)[:80]}")
+                              f"'image_id' and 'caption', got {str(entry)[:80]}")
         if isinstance(entry["image_id"], bool) or not isinstance(entry["image_id"], int):
             raise CnnlabError(f"caption metrics: {what} entry {i} of {source} has a non-integer image_id "
-                             f"{entry['image_id']!r}")
+                              f"{entry['image_id']!r}")
         if not isinstance(entry["caption"], str):
             raise CnnlabError(f"caption metrics: {what} entry {i} of {source} has a non-string caption "
-                             f"{entry['caption']!r}")
+                              f"{entry['caption']!r}")
 
 
 def load_predictions(path) -> dict[int, str]:
@@ -76,13 +76,13 @@ def load_predictions(path) -> dict[int, str]:
     data = _read_json(path, "predictions")
     if not isinstance(data, list) or not data:
         raise CnnlabError(f"caption metrics: predictions file {path} must be a non-empty JSON list of "
-                         '{"image_id": int, "caption": str} (the COCO results format)')
+                          '{"image_id": int, "caption": str} (the COCO results format)')
     _check_entries(data, "prediction", path)
     predictions = {}
     for entry in data:
         if entry["image_id"] in predictions:
             raise CnnlabError(f"caption metrics: predictions file {path} has more than one caption for "
-                             f"image_id {entry['image_id']} (the official evaluation scores exactly one)")
+                              f"image_id {entry['image_id']} (the official evaluation scores exactly one)")
         predictions[entry["image_id"]] = entry["caption"]
     return predictions
 
@@ -107,7 +107,7 @@ def score_captions(predictions: dict[int, str], references: dict[int, list[str]]
     missing = sorted(set(predictions) - set(references))
     if missing:
         raise CnnlabError(f"score_captions: {len(missing)} predicted image ids have no reference captions, "
-                         f"e.g. {missing[:5]}")
+                          f"e.g. {missing[:5]}")
     tokenizer_cls, bleu_cls, _, rouge_cls, cider_cls = _toolkit()
     ids = list(predictions)  # file order, as COCOEvalCap takes cocoRes.getImgIds()
     # The toolkit's tokenizer takes {id: [{"caption": str}]}, like COCO's imgToAnns.

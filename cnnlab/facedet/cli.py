@@ -21,7 +21,7 @@ def run_eval(args) -> int:
     gt_dir = args.ground_truth or _default_ground_truth()
     if gt_dir is None:
         raise CnnlabError("cnnlab eval widerface: no ground truth: pass --ground-truth DIR or set CNNLAB_DATA_DIR "
-                         "to a folder holding widerface/eval_tools/ground_truth/")
+                          "to a folder holding widerface/eval_tools/ground_truth/")
     predictions = args.predictions
     if args.checkpoint is not None:
         from cnnlab.facedet.detect import predict_widerface

@@ -59,7 +59,7 @@ def read_idx(path, magic: int, shape: tuple, md5: str | None = None) -> np.ndarr
         raise CnnlabError(f"read_idx: {path} has {len(raw) - header} data bytes, expected {int(np.prod(shape))}")
     if md5 is not None and hashlib.md5(raw).hexdigest() != md5:
         raise CnnlabError(f"read_idx: {path} fails its checksum (MD5 of the uncompressed bytes is "
-                         f"{hashlib.md5(raw).hexdigest()}, expected {md5}): the file is corrupt")
+                          f"{hashlib.md5(raw).hexdigest()}, expected {md5}): the file is corrupt")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
 
 
@@ -89,7 +89,7 @@ def _load_tfds() -> dict:
         import tensorflow_datasets as tfds
     except ImportError as e:
         raise CnnlabError("load_mnist: source='tfds' needs tensorflow-datasets and TensorFlow "
-                           "(pip install 'cnnlab[tfds]') and a network connection") from e
+                          "(pip install 'cnnlab[tfds]') and a network connection") from e
     arrays = tfds.as_numpy(tfds.load("mnist", batch_size=-1))
     (train_x, train_y), (test_x, test_y) = [(arrays[s]["image"][..., 0], arrays[s]["label"])
                                             for s in ("train", "test")]

@@ -204,8 +204,8 @@ def pretrained_weights(path, depth: int, *, from_scratch: bool, flag: str) -> Pa
             if candidate.is_file():
                 return candidate
     raise CnnlabError(f"no ImageNet weights for the ResNet-{depth}: pass {flag} PATH, or put torchvision's "
-                     f"{TORCHVISION_FILES[depth]} into {weights_dir()} (cnnlab weights resnet{depth} does, "
-                     f"online; {WEIGHTS_DIR_ENV} moves the folder), or pass --from-scratch for random weights")
+                      f"{TORCHVISION_FILES[depth]} into {weights_dir()} (cnnlab weights resnet{depth} does, "
+                      f"online; {WEIGHTS_DIR_ENV} moves the folder), or pass --from-scratch for random weights")
 
 
 def add_pretrained_arguments(parser, flag: str) -> None:

@@ -14,7 +14,7 @@ def _dilation(text: str):
         return tuple(int(d) for d in text.split(","))
     except ValueError:
         raise CnnlabError(f"--dilation must be linear, exponential or a comma-separated list of ints, "
-                                  f"got {text!r}") from None
+                          f"got {text!r}") from None
 
 
 def config_from_args(args):

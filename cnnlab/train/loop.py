@@ -141,8 +141,8 @@ def _check_run_config(workdir: Path, run_config: dict) -> None:
                 saved["train"][key] = value
         if saved != run_config:
             raise CnnlabError(f"train_and_evaluate: {workdir} holds a run with another configuration "
-                             f"({path}); use a new output folder or the same settings.\n"
-                             f"saved: {saved}\nnow:   {run_config}")
+                              f"({path}); use a new output folder or the same settings.\n"
+                              f"saved: {saved}\nnow:   {run_config}")
     else:
         path.write_text(json.dumps(run_config, indent=2) + "\n")
 
