@@ -8,6 +8,7 @@ Layout (imports point down this list, never up):
   cnnlab.facedet  §5: FaceNet dense face detection, WIDER FACE evaluation
   cnnlab.caption  §7: TCN / GRU image captioning, COCO caption metrics
   cnnlab.train    the one training engine every task uses
+  cnnlab.configs  the one config loader: each task's named configs (cnnlab/<task>/config.py), --set overrides
   cnnlab.cli      the `cnnlab` command
   cnnlab.host_memory  glibc settings applied at import (reuse freed memory)
 """

@@ -2,6 +2,7 @@
 overrides, `cnnlab configs`, one-line errors (status 2, no traceback) and `cnnlab eval facedet`."""
 
 import dataclasses
+import importlib
 import json
 import re
 import os
@@ -219,7 +220,6 @@ def test_missing_optional_dependency_is_one_error_line(facedet_run):
 @pytest.mark.parametrize("task,package", [("mnist", "mnist"), ("seqmnist", "tcn"), ("facedet", "facedet"),
                                           ("caption", "caption")])
 def test_every_task_package_has_the_same_shape(task, package):
-    import importlib
     modules = {name: importlib.import_module(f"cnnlab.{package}.{name}")
                for name in ("config", "model", "data", "train", "cli")}
     assert configs.TASKS[task] == f"cnnlab.{package}.config"
@@ -253,3 +253,19 @@ def test_train_then_eval_caption_cli(coco_dir, tmp_path, capsys, monkeypatch):
     predictions = json.loads((tmp_path / "eval" / "predictions.json").read_text())
     assert [p["image_id"] for p in predictions] == ids[:2] and all(isinstance(p["caption"], str) for p in predictions)
     assert (tmp_path / "eval" / "captions.html").stat().st_size > 0
+
+
+def test_task_flags_are_shorthands_on_the_config_and_set_comes_last():
+    def config(*argv):
+        args = cli.build_parser().parse_args(["train", *argv, "--out", "unused"])
+        package = {"seqmnist": "tcn"}.get(argv[0], argv[0])
+        return importlib.import_module(f"cnnlab.{package}.cli").config_from_args(args)
+    table3 = config("mnist", "--config", "table3_cnn", "--steps", "1000", "--model", "mlp", "--lr", "0.05")
+    # Table 3's /10 at 70 000 and 90 000 of 100 000 and validation every 5 000, at the same fractions of 1 000.
+    assert (table3.steps, table3.lr_boundaries, table3.eval_every, table3.model) == (1000, (700, 900), 50, "mlp")
+    assert table3.learning_rate == 0.05
+    assert config("mnist", "--steps", "10", "--set", "steps=20", "--set", "model=mlp").steps == 20
+    short = config("facedet", "--config", "v2_4", "--steps", "100", "--learning-rate", "0.01", "--grad", "autodiff")
+    assert (short.lr_boundaries, short.learning_rate, short.grad) == ((), 0.01, "autodiff")  # constant rate
+    tcn = config("seqmnist", "--config", "radical_pmnist", "--steps", "400", "--schedule", "scaled", "--no-progress")
+    assert tcn.lr_boundaries == (40, 200, 260, 360) and tcn.block == "radical" and tcn.permuted and not tcn.progress
