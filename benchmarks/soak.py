@@ -17,6 +17,8 @@ runs a short version.
 """
 
 import argparse
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -33,6 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
+import orbax.checkpoint as ocp  # noqa: E402
 
 from cnnlab import train  # noqa: E402
 from cnnlab.mnist import train as mnist  # noqa: E402
@@ -62,11 +65,12 @@ def sources() -> dict:
     return {split: train.ArraySource(image=images[s], label=labels[s]) for split, s in parts.items()}
 
 
-def run(workdir, **overrides) -> dict:
+def run(workdir, train_source=None, **overrides) -> dict:
     data = sources()
     return train.train_and_evaluate(config(**overrides), workdir, model=make_model("mlp", "autodiff"),
                                     loss_fn=mnist.LOSSES["autodiff"], metrics_fn=mnist.metrics,
-                                    inputs_fn=mnist.inputs, train_source=data["train"], val_source=data["val"],
+                                    inputs_fn=mnist.inputs, train_source=train_source or data["train"],
+                                    val_source=data["val"],
                                     test_source=data["test"], task_config=TASK)
 
 
@@ -122,10 +126,10 @@ def child_env() -> dict:
             "JAX_PLATFORMS": "cpu"}
 
 
-def kill_once(workdir, rng) -> dict:
-    """Start the child, SIGKILL it at a random phase/step/delay (``rng`` None: let it finish);
-    ``{"phase", "step", "delay", "killed"}``."""
-    phase = str(rng.choice(PHASES)) if rng is not None else None
+def kill_once(workdir, rng, phase=None) -> dict:
+    """Start the child, SIGKILL it at a random (or the given) phase, step and delay (``rng`` None: let it
+    finish); ``{"phase", "step", "delay", "killed"}``."""
+    phase = phase or (str(rng.choice(PHASES)) if rng is not None else None)
     target = int(rng.integers(0, config().steps)) if rng is not None else 0
     delay = float(rng.uniform(0, DELAYS[phase])) if rng is not None else 0.0
     proc = subprocess.Popen([sys.executable, __file__, "child", str(workdir)], stdout=subprocess.PIPE,
@@ -152,14 +156,17 @@ def kill_once(workdir, rng) -> dict:
     return {"phase": phase, "step": step, "delay": round(delay, 4), "killed": proc.returncode == -signal.SIGKILL}
 
 
-def soak(out, kills: int, rng, reference: dict) -> dict:
+def soak(out, kills: int, rng, reference: dict, phases=None) -> dict:
     """SIGKILL runs in ``out/run<i>`` until ``kills`` kills are done: each kill is followed by a resume; a run
     that reaches its end (before its next chosen moment, or resumed after the last kill) is compared with
-    ``reference`` (a ``final_record``) and the next run starts in a fresh folder."""
+    ``reference`` (a ``final_record``) and the next run starts in a fresh folder. ``phases`` (optional):
+    the phase of each kill in turn, else random."""
     figures = {"kills": [], "runs": []}
     workdir, run_kills = Path(out) / "run0", []
     while len(figures["kills"]) < kills or run_kills:
-        attempt = kill_once(workdir, rng) if len(figures["kills"]) < kills else kill_once(workdir, None)
+        done = len(figures["kills"])
+        attempt = (kill_once(workdir, rng, phases[done % len(phases)] if phases else None) if done < kills
+                   else kill_once(workdir, None))
         if attempt["killed"]:
             figures["kills"].append(attempt)
             run_kills.append(attempt)
@@ -199,6 +206,39 @@ def damage(workdir, how: str, item: str = "best", leaf: str = "params.Dense_0.ke
     return file
 
 
+@contextlib.contextmanager
+def full_disk(step: int):
+    """Within: writing checkpoint ``step`` fails as on a full disk (``OSError(ENOSPC)`` from the write of its
+    JSON item, in Orbax's background writer)."""
+    handler = ocp.handlers.JsonCheckpointHandler
+    write = handler._save_fn
+
+    async def no_space(self, x, directory):
+        if Path(directory).parent.name.split(".")[0] == str(step):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory))
+        return await write(self, x, directory)
+    handler._save_fn = no_space
+    try:
+        yield
+    finally:
+        handler._save_fn = write
+
+
+def full_disk_case(out, reference) -> dict:
+    """A full disk at the step-12 checkpoint: the error, then a rerun with space again."""
+    workdir = out / "full-disk"
+    try:
+        with full_disk(12):
+            run(workdir)
+        message = "no error"
+    except Exception as e:
+        message = f"{type(e).__name__}: {e}"
+    run(workdir)
+    equal = not differences(final_record(workdir), reference)
+    return {"damage": "full disk at step 12", "train_error": message[:400], "resumed_equal": equal,
+            "ok": "No space left" in message and equal}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kills", type=int, default=50, help="SIGKILLs in all")
@@ -215,7 +255,7 @@ def main(argv=None) -> int:
     summary = {"kills": len(figures["kills"]),
                "kills_by_phase": {p: sum(k["phase"] == p for k in figures["kills"]) for p in PHASES},
                "runs": len(figures["runs"]), "runs_equal": sum(not r["differences"] for r in figures["runs"])}
-    summary["damage"] = damage_cases(out, reference)
+    summary["damage"] = damage_cases(out, reference) + [full_disk_case(out, reference)]
     summary["seconds"] = round(time.time() - began)
     print(json.dumps(summary, indent=1))
     return 0 if summary["runs_equal"] == summary["runs"] and all(d["ok"] for d in summary["damage"]) else 1

@@ -246,12 +246,12 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
             if is_save:
                 meta["wall_seconds"] += time.perf_counter() - began
                 began = time.perf_counter()
-                with _disk_errors(workdir, done, mngr):
+                with _disk_errors(workdir, mngr):
                     checkpoint.save(mngr, done, {"state": state, "best": best}, meta, result_config)
             bar.update(1)
         bar.close()
     finally:
-        with _disk_errors(workdir, None, mngr):
+        with _disk_errors(workdir, mngr):
             mngr.wait_until_finished()
         mngr.close()
 
@@ -277,7 +277,7 @@ def _last(log, split, metric):
 
 
 @contextlib.contextmanager
-def _disk_errors(workdir, step, mngr):
+def _disk_errors(workdir, mngr):
     """A checkpoint that cannot be written (full disk, lost mount: an ``OSError`` anywhere in the chain, also
     from Orbax's background writer) becomes a ``CnnlabError`` saying which checkpoints are intact."""
     try:
@@ -289,7 +289,7 @@ def _disk_errors(workdir, step, mngr):
         if cause is None:
             raise
         full = " (disk full)" if cause.errno == errno.ENOSPC else ""
-        saved = [s for s in mngr.all_steps() if step is None or s < step]
-        raise CnnlabError(f"train_and_evaluate: could not write a checkpoint{full} in {workdir / 'checkpoints'}"
-                          f"{'' if step is None else f' at step {step}'}: {cause}; the checkpoints of steps "
-                          f"{saved or 'none'} are intact: free space and rerun the same command to resume") from e
+        mngr.reload()
+        raise CnnlabError(f"train_and_evaluate: could not write a checkpoint{full} in {workdir / 'checkpoints'}: "
+                          f"{cause}; the checkpoints of steps {mngr.all_steps() or 'none'} are complete (verified "
+                          "on resume): free space and rerun the same command to resume") from e
