@@ -59,6 +59,7 @@ def test_run_killed_in_every_phase_ends_equal_to_uninterrupted_run(reference, tm
     assert [k["phase"] for k in figures["kills"]] == ["compile", "step", "save", "eval", "write"]
     assert all(k["killed"] for k in figures["kills"]) and figures["runs"]
     assert [r["differences"] for r in figures["runs"]] == [[]] * len(figures["runs"])
+    assert not list(tmp_path.glob("run*/checkpoints/*tmp*"))  # unfinished saves were cleaned up, never used
 
 
 @pytest.mark.parametrize("how,item", [("flip", "best"), ("truncate", "state"), ("delete", "state")])

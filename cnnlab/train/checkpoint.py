@@ -199,7 +199,7 @@ def restore_for_resume(workdir, templates: dict, result_config: dict):
     if failures and found is None:
         raise CnnlabError(f"{workdir} has no intact checkpoint (" + "; ".join(map(str, failures)) + "): to start "
                           f"afresh remove {workdir / 'checkpoints'} (or train into another output folder)")
-    for e in failures:
+    for e in failures if jax.process_index() == 0 else ():  # one process moves them for all
         aside = workdir / "checkpoints-damaged" / f"{e.path.name}-{time.strftime('%Y%m%dT%H%M%S')}"
         aside.parent.mkdir(exist_ok=True)
         shutil.move(e.path, aside)
