@@ -75,6 +75,16 @@ def test_damaged_newest_checkpoint_is_named_and_resume_uses_the_previous(referen
     assert soak.differences(soak.final_record(workdir), reference[1]) == []
 
 
+def test_edited_metadata_is_detected_and_resume_uses_the_previous(reference, tmp_path):
+    workdir = _copy(reference, tmp_path)
+    meta_file = workdir / "checkpoints" / "24" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "best_value": meta["best_value"] + 0.25}))  # a plausible JSON
+    with pytest.warns(checkpoint.CheckpointWarning, match="checkpoints/24: meta does not match its CRC"):
+        soak.run(workdir)
+    assert soak.differences(soak.final_record(workdir), reference[1]) == []
+
+
 def test_removed_newest_checkpoint_resumes_from_the_previous(reference, tmp_path):
     workdir = _copy(reference, tmp_path)
     soak.damage(workdir, "remove")

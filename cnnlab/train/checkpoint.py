@@ -103,10 +103,10 @@ def restore(mngr: ocp.CheckpointManager, step: int, templates: dict, result_conf
     if not isinstance(meta, dict):
         raise CorruptCheckpoint(path, f"meta is not a JSON object (file {path / 'meta' / 'metadata'})")
     verify = meta.get("checkpoint")
-    if verify is None:
+    if verify is None and "meta_crc32" not in meta:
         warnings.warn(f"checkpoint {path} has no digests (written by an older cnnlab): restored unverified",
                       CheckpointWarning, stacklevel=3)
-    elif meta.get("meta_crc32") != _meta_crc(meta):
+    elif meta.get("meta_crc32") != _meta_crc(meta) or not isinstance(verify, dict):
         raise CorruptCheckpoint(path, f"meta does not match its CRC (file {path / 'meta' / 'metadata'})")
     elif verify["step"] != step:
         raise CorruptCheckpoint(path, f"meta says step {verify['step']}, the folder step {step}")
@@ -119,7 +119,7 @@ def restore(mngr: ocp.CheckpointManager, step: int, templates: dict, result_conf
                 **{name: ocp.args.StandardRestore(template)}))[name]
         except Exception as e:
             raise _unreadable(path, name, e) from e
-        if verify is None:
+        if verify is None:  # an unverified checkpoint of an older cnnlab
             continue
         expected, got = verify["digests"].get(name, {}), digests(items[name])
         for leaf in sorted(set(expected) | set(got)):
