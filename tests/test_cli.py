@@ -107,7 +107,7 @@ def _malformed_wider_prediction(tmp_path):
 
 def _run_of_another_configuration(tmp_path):
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "config.json").write_text(json.dumps({"train": {"steps": 7}, "task": {"task": "mnist"}}))
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"train": {"steps": 2}, "task": {"task": "mnist"}}))
     return ["train", "mnist", "--model", "mlp", "--steps", "2", "--out", str(tmp_path / "run")]
 
 

@@ -167,13 +167,6 @@ def evaluate(workdir, *, data_dir=None, split: str = "val", weights: str = "best
 
 
 def _load_last_variables(workdir, model, config, train_config):
-    import orbax.checkpoint as ocp
-
     abstract = jax.eval_shape(lambda: engine.create_train_state(model, train_config, _example(config)))
-    mngr = engine.checkpoint_manager(workdir)
-    try:
-        restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-        state = restored["state"]
-    finally:
-        mngr.close()
+    state, _ = engine.load_last_state(workdir, abstract)
     return {"params": state.params, "batch_stats": state.batch_stats}
