@@ -132,6 +132,11 @@ def _is_better(value, best, mode):
     return best is None or (value < best if mode == "min" else value > best)
 
 
+def _divergence_message(step, split, loss, learning_rate, meta) -> str:
+    return (f"step {step}: {split} loss is {loss} at learning rate {float(learning_rate):g}; stopping. The best "
+            f"weights (step {meta['best_step']}) are evaluated. A lower learning rate or gradient clipping may help.")
+
+
 def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_source, val_source,
                        test_source=None, metrics_fn=None, inputs_fn=None, task_config=None,
                        extra_results=None, mesh=None, init_variables=None) -> dict:
@@ -142,7 +147,8 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
     Returns the results dict: ``steps``, ``best_step``, ``train_loss`` (mean over the last ``log_every``
     steps), ``val_<metric>`` and ``test_<metric>`` of the best weights, ``wall_seconds``,
     ``examples_per_second`` (training steps only, compile excluded), ``devices``, and ``extra_results``;
-    ``diverged_at_step`` if the mean training loss became NaN or infinite (the run stops at that log step).
+    ``diverged_at_step`` if the mean training loss or the validation loss became NaN or infinite (the run
+    stops at that step, saves nothing from it on and reports the best weights before it).
     ``init_variables(variables) -> variables`` (optional) edits the fresh variables before training, e.g.
     loads a pretrained backbone (``cnnlab.nn.resnet_weights.load_resnet_weights``); a resumed run restores
     over them.
@@ -230,13 +236,19 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
                     # SGD never comes back from non-finite weights: stop instead of training on NaNs, keep
                     # the best weights so far, and save nothing from this step on.
                     meta["diverged_at_step"] = done
-                    bar.write(f"step {done}: training loss is {train_means['loss']} at learning rate "
-                              f"{float(schedule(step)):g}; stopping. The best weights (step {meta['best_step']}) "
-                              "are evaluated. A lower learning rate or gradient clipping may help.", file=sys.stderr)
+                    bar.write(_divergence_message(done, "training", train_means["loss"], schedule(step), meta),
+                              file=sys.stderr)
                     break
             if is_eval:
                 val = evaluate(eval_step, _variables(state), val_source, config.eval_batch_size, mesh)
                 log.append({"step": done, "split": "val", **val})
+                if not np.isfinite(val["loss"]):
+                    # The update of this step already broke the weights (its training loss was taken before
+                    # it): the same stop as above, before these weights are kept or saved.
+                    meta["diverged_at_step"] = done
+                    bar.write(_divergence_message(done, "validation", val["loss"], schedule(step), meta),
+                              file=sys.stderr)
+                    break
                 if _is_better(val[config.select_metric], meta["best_value"], config.select_mode):
                     best = jax.tree.map(jnp.copy, _variables(state))
                     meta.update(best_step=done, best_value=val[config.select_metric])
