@@ -76,8 +76,12 @@ def test_maxpool_matches_flax_max_pool(grad):
 @pytest.mark.parametrize("grad", cnn.GRADS)
 def test_maxpool_with_padding_matches_flax_max_pool_padded(grad):
     x = jnp.round(X * 2) / 2
-    f = lambda x: cnn.MaxPool(3, 2, padding=1, grad=grad).apply({}, x)
-    g = lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    def f(x):
+        return cnn.MaxPool(3, 2, padding=1, grad=grad).apply({}, x)
+
+    def g(x):
+        return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
     _assert_close(f(x), g(x))
     probe = jax.random.normal(jax.random.key(6), g(x).shape)
     _assert_close(jax.grad(lambda x: jnp.sum(f(x) * probe))(x), jax.grad(lambda x: jnp.sum(g(x) * probe))(x))

@@ -89,7 +89,8 @@ class CaptionModel(nn.Module):
         """``images: uint8 [N, H, W, 3]`` -> pooled feature ``[N, 512]``, the start-of-string token."""
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"CaptionModel: images must be [N, H, W, 3], got shape {images.shape}")
-        feature = self.image_encoder(normalize_imagenet(images.astype(jnp.result_type(float)) / 255.0), train=train)["pooled"]
+        x = normalize_imagenet(images.astype(jnp.result_type(float)) / 255.0)  # float32 unless x64 is on
+        feature = self.image_encoder(x, train=train)["pooled"]
         if feature.shape[-1] != self.embed_dim:
             raise ValueError(f"CaptionModel: encoder feature {feature.shape} must have embed_dim "
                              f"{self.embed_dim} channels: it is fed as the first word")
