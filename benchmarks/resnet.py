@@ -53,7 +53,8 @@ def cnnlab_step(grad: str, batch_size: int, size: int):
 
 
 def torch_resnet18():
-    """torchvision's resnet18 layout (BasicBlock, stride on the first 3x3, 1x1 projection shortcuts)."""
+    """torchvision's resnet18 layout (BasicBlock, stride on the first 3x3, 1x1 projection shortcuts), NCHW
+    ``x -> {"conv2": ..., "conv5": ..., "pooled": [N, 512]}`` like ``cnnlab.nn.resnet.ResNet``."""
     import torch
     from torch import nn
 
@@ -86,7 +87,11 @@ def torch_resnet18():
 
         def forward(self, x):
             x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-            return self.layer4(self.layer3(self.layer2(self.layer1(x)))).mean(dim=(2, 3))
+            out = {}
+            for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
+                x = out[f"conv{i + 2}"] = layer(x)
+            out["pooled"] = x.mean(dim=(2, 3))
+            return out
 
     return ResNet18()
 
@@ -100,7 +105,7 @@ def torch_step(batch_size: int, size: int):
 
     def run():
         net.zero_grad(set_to_none=True)
-        (net(x) * probe).sum().backward()
+        (net(x)["pooled"] * probe).sum().backward()
     return run
 
 
