@@ -13,6 +13,7 @@ PyTorch twin computes the same thing). Usage:
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -161,13 +162,18 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="leave the PyTorch twin out")
     args = parser.parse_args(argv)
     print(f"{cpu_model()}, {os.cpu_count()} CPU threads, backend {jax.default_backend()}", flush=True)
+    x = jnp.zeros((1, args.image_size, args.image_size, 3))
     for name in args.configs:
-        ms = {}
+        runners = {}
         for grad in ("custom", "autodiff"):
             cfg = dataclasses.replace(load_config(name), image_size=args.image_size, grad=grad)
-            x = jnp.zeros((1, args.image_size, args.image_size, 3))
             variables = jax.jit(lambda x: FaceNet(cfg).init(jax.random.key(0), x))(x)
-            ms[grad] = round(time_detect(variables, cfg, repeats=args.repeats), 1)
+            runners[grad] = functools.partial(time_detect, variables, cfg, repeats=1)  # one timed detect
+        times = {grad: [] for grad in runners}
+        for _ in range(args.repeats):  # interleaved, so a busy machine slows both alike
+            for grad, run in runners.items():
+                times[grad].append(run())
+        ms = {grad: round(float(np.median(t)), 1) for grad, t in times.items()}
         print(json.dumps({"detect": name, "image_size": args.image_size, "ms_per_image": ms,
                           "custom_over_autodiff": round(ms["custom"] / ms["autodiff"], 2)}), flush=True)
     if args.train_size:
