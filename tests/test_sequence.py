@@ -62,6 +62,17 @@ def test_blocks_for_gives_the_fewest_blocks_covering_the_receptive_field():
         assert b == 1 or tcn_receptive_field("single", b - 1, 5, "exponential") < length
 
 
+def test_unit_norm_init_gives_unit_filters_and_lecun_skip():
+    from cnnlab.sequence.train import unit_norm_init
+    model = SequenceClassifier(2, "single", 2, channels=64, kernel_size=3, dropout=0.0)
+    variables = unit_norm_init(model.init(jax.random.key(0), jnp.zeros((1, 4, 16)), jnp.ones((1, 4, 1))))
+    block = variables["params"]["tcn"]["ResidualBlock_0"]
+    v, g = block["conv1"]["kernel"], block["conv1"]["scale"]
+    w = g * v / jnp.sqrt(jnp.sum(v * v, axis=(0, 1)))  # Conv1D's weight norm
+    np.testing.assert_allclose(jnp.sqrt(jnp.sum(w * w, axis=(0, 1))), 1.0, rtol=1e-5)
+    assert np.std(block["skip"]["kernel"]) == pytest.approx(1 / np.sqrt(16), rel=0.1)
+
+
 def test_npz_lengths_move_the_real_steps_to_the_end(tmp_path):
     x = np.arange(2 * 4 * 1, dtype=np.float32).reshape(2, 4, 1) + 1
     np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1]), lengths=np.array([2, 4]))
