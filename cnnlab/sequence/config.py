@@ -22,7 +22,7 @@ class SequenceConfig:
     dropout: float = 0.1
     readout: str = "mean"           # "mean" of the features over the real steps, or the "last" step's
     grad: str = "custom"
-    init: str = "tcn"               # the original TCN's N(0, 0.01) [33], or "unit_norm" (train.unit_norm_init)
+    init: str = "unit_norm"         # train.unit_norm_init, or "tcn": the original TCN's N(0, 0.01) [33]
     # Training (cnnlab.train.TrainConfig).
     steps: int = 1000
     batch_size: int = 16
