@@ -47,10 +47,7 @@ def load_run(workdir) -> Run:
     model = classifier(config, len(meta["classes"]), meta["max_length"])
     c = meta["in_channels"]
     template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 2, c)), jnp.ones((1, 2, 1))))
-    try:
-        variables, _ = engine.load_best_variables(workdir, {"params": template["params"], "batch_stats": {}})
-    except FileNotFoundError as e:
-        raise CnnlabError(f"{workdir}: no checkpoint ({e}); did the training run finish?") from None
+    variables, _ = engine.load_best_variables(workdir, {"params": template["params"], "batch_stats": {}})
     return Run(model, variables["params"], config, np.array(meta["classes"]), np.array(meta["mean"], np.float32),
                np.array(meta["std"], np.float32), c)
 

@@ -21,6 +21,7 @@ from cnnlab.nn import op
 from cnnlab.sequence import data
 from cnnlab.sequence.config import SequenceConfig
 from cnnlab.sequence.model import classifier
+from cnnlab.train.workdir import atomic_write_text
 
 RUN_FILE = "sequence.json"
 
@@ -139,7 +140,7 @@ def train(config: SequenceConfig, workdir) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     run = {"config": dataclasses.asdict(config), "classes": classes.tolist(), "mean": mean.tolist(),
            "std": std.tolist(), "in_channels": channels, "num_blocks": model.num_blocks, "max_length": length}
-    (workdir / RUN_FILE).write_text(json.dumps(run, indent=1) + "\n")
+    atomic_write_text(workdir / RUN_FILE, json.dumps(run, indent=1) + "\n")
     task = {"task": "sequence", **{k: v for k, v in run.items() if k != "config"},
             **{k: v for k, v in run["config"].items() if k != "progress"}}
     results = engine.train_and_evaluate(
