@@ -1,9 +1,10 @@
 """``SequenceConfig``: every setting of ``cnnlab train sequence``, one set of defaults for every dataset.
 
 The defaults are not the paper's (§6 trains only on MNIST): a Single-block TCN with the original TCN's
-exponential dilations [33], as deep as the training sequences are long, trained with AdamW on a warm-up +
-cosine schedule with gradient clipping. They were chosen on GunPoint, ItalyPowerDemand and BasicMotions
-(docs/results.md) and are used unchanged on every dataset of ``benchmarks/ucr.py``.
+exponential dilations [33], as deep as the training sequences are long, unit-norm filters at initialisation,
+trained with AdamW on a warm-up + cosine schedule with gradient clipping. They were chosen on GunPoint,
+ItalyPowerDemand and BasicMotions (docs/results.md) and are used unchanged on every dataset of
+``benchmarks/ucr.py``.
 """
 
 import dataclasses
