@@ -47,7 +47,7 @@ class CaptionConfig(TrainConfig):
                 raise ValueError(f"CaptionConfig: {name} must be positive, got {getattr(self, name)}")
 
     def model(self, vocab_size: int) -> CaptionModel:
-        return CaptionModel(vocab_size=vocab_size, decoder=self.decoder, dropout=self.dropout)
+        return CaptionModel(vocab_size=vocab_size, decoder=self.decoder, dropout=self.dropout, grad=self.grad)
 
 
 CONFIG_CLASS = CaptionConfig

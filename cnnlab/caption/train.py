@@ -108,7 +108,8 @@ def train(config: CaptionConfig, workdir, *, data_dir=None, encoder_weights=None
         extra = {f"untrained_train_{k}": v for k, v in scores.items()}
     results = engine.train_and_evaluate(train_config, workdir, model=model, loss_fn=loss_fn,
                                         train_source=train_source, val_source=val_source, inputs_fn=inputs_fn,
-                                        task_config=task, extra_results={**extra, "encoder_weights": start},
+                                        task_config=task,
+                                        extra_results={**extra, "encoder_weights": start, "grad": config.grad},
                                         init_variables=init)
     if config.score_images:
         variables = tasks.load_best(workdir, model, *_example(config))

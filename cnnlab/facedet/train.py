@@ -134,6 +134,7 @@ def train(cfg: FaceNetConfig, workdir, *, backbone_weights=None) -> dict:
         inputs_fn=inputs_fn, train_source=train_source, val_source=val_source, init_variables=init,
         task_config={**tasks.task_settings(cfg, TASK), "backbone_weights": start})
     results["backbone_weights"] = start
+    results["grad"] = cfg.grad
     variables = tasks.load_best(workdir, model, *_example(cfg))
     from cnnlab.facedet.detect import average_precision
     results["val_ap"] = average_precision(variables, cfg, val_source)
