@@ -34,6 +34,8 @@ def main(argv=None) -> int:
     caption_cli.add_caption_parser(commands)
     from cnnlab.nn import resnet_weights
     resnet_weights.add_parser(commands)
+    from cnnlab.export import cli as export_cli
+    export_cli.add_parser(commands)
 
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
