@@ -90,9 +90,15 @@ def _template(model, *example):
 def _mnist(workdir, task) -> list:
     from cnnlab.mnist.models import MODELS
 
-    network = inference_model(MODELS[task["model"]]())
-    template = _template(network, np.zeros((1, 28, 28, 1), np.float32))
-    variables, _ = train.load_best_variables(workdir, template)
+    template = _template(MODELS[task["model"]](), np.zeros((1, 28, 28, 1), np.float32))
+    return mnist_functions(task["model"], train.load_best_variables(workdir, template)[0])
+
+
+def mnist_functions(name: str, variables) -> list:
+    """The MNIST export of model ``name`` (``"cnn"`` | ``"mlp"``) with ``variables``."""
+    from cnnlab.mnist.models import MODELS
+
+    network = inference_model(MODELS[name]())
 
     def logits(images):
         return (network.apply(variables, images.astype(jnp.float32) / 255.0, train=False),)  # as mnist.train
@@ -100,7 +106,7 @@ def _mnist(workdir, task) -> list:
     return [Function("", logits, (Tensor("images", ("N", 28, 28, 1), "uint8", "MNIST digits, raw pixels as in "
                                          "the IDX files (0 background, 255 ink)"),),
                      (Tensor("logits", ("N", 10), "float32", "scores of the digits 0-9 (softmax: probabilities)"),),
-                     f"MNIST {task['model']} (§4, Table {1 if task['model'] == 'cnn' else 2}): digit logits")]
+                     f"MNIST {name} (§4, Table {1 if name == 'cnn' else 2}): digit logits")]
 
 
 # ---------------------------------------------------------------- streaming state
@@ -196,10 +202,16 @@ def _tcn(workdir, task) -> list:
 
 
 def _facedet(workdir, task, *, nms: bool = True) -> list:
-    from cnnlab.facedet.detect import NMS_IOU, decoded_detections, image_detections
     from cnnlab.facedet.train import load_trained
 
     cfg, variables = load_trained(workdir)
+    return facedet_functions(cfg, variables, nms=nms)
+
+
+def facedet_functions(cfg, variables, *, nms: bool = True) -> list:
+    """The FaceNet export of config ``cfg`` with ``variables``: after NMS, or every anchor (``nms=False``)."""
+    from cnnlab.facedet.detect import NMS_IOU, decoded_detections, image_detections
+
     s = cfg.image_size
     images = Tensor("images", ("N", s, s, 3), "uint8", f"RGB photographs, {s}x{s} (letterbox larger ones: scale "
                                                        "the longer side to fit, pad right/bottom with zeros)")
