@@ -21,7 +21,7 @@ import pytest
 
 from cnnlab import train
 from cnnlab.errors import CnnlabError
-from cnnlab.export import export_run, onnx as onnx_export
+from cnnlab.export import export_run, onnx as onnx_export, stablehlo as stablehlo_export
 from cnnlab.export.signature import Function, Tensor
 from cnnlab.mnist.data import load_mnist
 
@@ -227,11 +227,14 @@ def test_export_rejects_a_run_folder_without_weights(mnist_run, tmp_path):
         export_run(tmp_path / "empty", "stablehlo", tmp_path / "m.stablehlo")
 
 
-def test_onnx_export_names_an_op_it_cannot_convert(tmp_path):
-    pytest.importorskip("jax2onnx")
-    fn = Function("", lambda x, y: (jax.lax.igammac(x, y),), (Tensor("x", ("N",), "float32", ""),
-                                                              Tensor("y", ("N",), "float32", "")),
-                  (Tensor("z", ("N",), "float32", ""),), "a function of igammac")
-    with pytest.raises(CnnlabError, match=r"cannot convert a function of igammac: .*igammac") as e:
-        onnx_export.save(fn, tmp_path / "f.onnx", batch=2)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_export_names_an_op_the_format_cannot_hold(fmt, tmp_path):
+    # A host callback has no ONNX operator and no portable StableHLO lowering.
+    fn = Function("", lambda x: (jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x),),
+                  (Tensor("x", ("N",), "float32", ""),), (Tensor("y", ("N",), "float32", ""),),
+                  "a function calling back into Python")
+    writer = {"stablehlo": stablehlo_export, "onnx": onnx_export}[fmt]
+    message = r"cannot (convert|lower) a function calling back into Python: .*callback"
+    with pytest.raises(CnnlabError, match=message) as e:
+        writer.save(fn, tmp_path / f"f{SUFFIX[fmt]}", batch=2)
     assert "\n" not in str(e.value)
