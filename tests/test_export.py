@@ -188,6 +188,23 @@ def test_exported_facenet_detects_the_crowd_photo_as_detect_does(fmt, face_run, 
     assert distance.min(axis=1).max() < 1e-2 and distance.min(axis=0).max() < 1e-2
 
 
+def test_facenet_without_nms_plus_numpy_nms_gives_detects_faces(face_run, widerface_dir):
+    from cnnlab.export import postprocess
+    from cnnlab.export.tasks import load_functions
+    from cnnlab.facedet.detect import detect
+    from cnnlab.facedet.train import load_trained
+
+    cfg, variables = load_trained(face_run)
+    images = _crowd(widerface_dir, cfg.image_size)[None]
+    boxes, scores, valid = jax.device_get(detect(variables, jnp.asarray(images, jnp.float32) / 255.0, config=cfg))
+    _, (function,), _ = load_functions(face_run, nms=False)
+    all_boxes, all_scores = map(np.asarray, stablehlo_export.export(function, batch=1).call(images))
+    keep = postprocess.nms(all_boxes[0], all_scores[0])
+    np.testing.assert_allclose(np.sort(all_scores[0][keep])[::-1], scores[0][valid[0]], **TOL)
+    distance = np.abs(all_boxes[0][keep][:, None] - boxes[0][valid[0]][None]).max(-1)
+    assert distance.min(axis=1).max() < 1e-2 and distance.min(axis=0).max() < 1e-2
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_exported_captioner_decodes_a_coco_image_as_greedy_does(fmt, caption_run, coco_dir, tmp_path):
     from cnnlab.caption import decode
