@@ -35,12 +35,19 @@ def _assert_close(got, want, tol):
 # ---------------------------------------------------------------- conv1d
 
 @pytest.mark.parametrize("impl", ["patches", "xla"])
-def test_conv1d_matches_explicit_sum_eq63(impl):
-    n, t, ci, co, k, d = 2, 10, 3, 2, 3, 2
-    x, w = _rand(0, (n, t, ci), (k, ci, co))
-    x_pad = np.pad(np.asarray(x), ((0, 0), (d * (k - 1), 0), (0, 0)))
-    want = sum(x_pad[:, i * d:i * d + t] @ np.asarray(w[i]) for i in range(k))
-    np.testing.assert_allclose(ops.conv1d(x, w, dilation=d, impl=impl), want, rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("k,d", [(1, 1), (2, 1), (3, 2), (2, 5), (4, 3)])  # (4, 3): d(k-1) = 9 > t / 2
+def test_conv1d_matches_explicit_sum_eq63(impl, k, d):
+    n, t, ci, co = 2, 10, 3, 2
+    x, w = _rand(k * 10 + d, (n, t, ci), (k, ci, co))
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    # Eq. (63) with left zero padding: y[t] = sum_i sum_c x[t - (k-1-i) d, c] w[i, c], absent inputs zero.
+    want = np.zeros((n, t, co))
+    for s in range(t):
+        for i in range(k):
+            if s - (k - 1 - i) * d >= 0:
+                want[:, s] += x[:, s - (k - 1 - i) * d] @ w[i]
+    got = ops.conv1d(jnp.float32(x), jnp.float32(w), dilation=d, impl=impl)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("impl", ["patches", "xla"])

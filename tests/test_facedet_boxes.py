@@ -49,6 +49,16 @@ def test_anchor_sizes_span_the_papers_ranges():
     np.testing.assert_allclose((anchors[0, :2] + anchors[0, 2:]) / 2, [8, 8])  # centre of the first stride-16 cell
 
 
+def test_encode_gives_hand_computed_offsets_for_a_size_change_of_non_square_boxes():
+    # Anchor 10 x 20 centred at (5, 10); box 20 x 10 centred at (8, 6): the centre moves 3/10 of the anchor's
+    # width and -4/20 of its height; the width doubles (log 2) and the height halves (log 1/2).
+    anchor = jnp.array([[0.0, 0.0, 10.0, 20.0]])
+    box = jnp.array([[-2.0, 1.0, 18.0, 11.0]])
+    want = [[0.3, -0.2, np.log(2.0), -np.log(2.0)]]
+    np.testing.assert_allclose(encode(box, anchor), want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(decode(jnp.asarray(want, jnp.float32), anchor), box, rtol=1e-6, atol=1e-5)
+
+
 def test_encode_decode_round_trip():
     rng = np.random.default_rng(1)
     boxes, anchors = _random_boxes(rng, 50), _random_boxes(rng, 50)

@@ -97,16 +97,17 @@ def _box_of_white(image):
     return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], float)
 
 
-@pytest.mark.parametrize("seed", range(6))
+# Seeds whose crops hold the face's centre (seeds 2, 3 and 11 draw crops that drop it); both flips occur.
+@pytest.mark.parametrize("seed", [0, 1, 4, 5, 6, 7])
 def test_crop_flip_moves_boxes_with_the_pixels(seed):
     rng = np.random.default_rng(seed)
     image = np.zeros((300, 400, 3), np.uint8)
-    box = np.array([[150, 120, 230, 200]], np.float32)  # central, so it survives every 0.33-0.95 crop's centre test
+    box = np.array([[150, 120, 230, 200]], np.float32)
     image[120:200, 150:230] = 255
     out, boxes = random_crop_flip(image, box, 128, rng)
     assert out.shape == (128, 128, 3)
-    if len(boxes):
-        np.testing.assert_allclose(boxes[0], np.clip(_box_of_white(out), 0, 128), atol=2.0)
+    assert boxes.shape == (1, 4)  # the face survives
+    np.testing.assert_allclose(boxes[0], np.clip(_box_of_white(out), 0, 128), atol=2.0)
 
 
 def test_crop_drops_faces_whose_centre_leaves_and_clips_the_rest():

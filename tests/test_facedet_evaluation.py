@@ -8,7 +8,7 @@ import pytest
 from scipy.io import savemat
 
 from cnnlab.cli import main
-from cnnlab.facedet.evaluation import (SETTINGS, evaluate, evaluate_folder, load_ground_truth,
+from cnnlab.facedet.evaluation import (SETTINGS, GroundTruth, evaluate, evaluate_folder, load_ground_truth,
                                        read_prediction_file, write_prediction_file)
 
 
@@ -50,6 +50,73 @@ HAND_PREDS = {  # raw scores 0.1..0.9 normalise to 0..1
 # medium (A, B, D):   (1/3,1) (1/3,1/2) C ignored, (1/3,1/3) (2/3,2/4) (2/3,2/5) -> 1/3 + 1/3*1/2     = 0.5
 # hard (A..E):        (1/5,1) (1/5,1/2) (2/5,2/3) (2/5,2/4) (3/5,3/5) (3/5,3/6) -> 1/5 + 1/5*2/3 + 1/5*3/5
 HAND_AP = {"ap_easy": 0.75, "ap_medium": 0.5, "ap_hard": 0.2 + 0.2 * 2 / 3 + 0.2 * 3 / 5}
+
+
+# A second hand case, one event, scores already on [0, 1] (the raw min 0 and max 1 occur, so normalising
+# changes nothing). Every face counts in every setting except G1, which no setting counts (ignored).
+F1, F2 = [0, 0, 19, 19], [100, 0, 19, 19]  # 20 x 20 pixels each: pixel-inclusive area 400
+G1, G2 = [0, 0, 19, 19], [2, 0, 19, 19]    # overlapping faces; only G2 counts
+H, K = [0, 0, 19, 19], [0, 0, 19, 19]
+EDGE_BOXES = [
+    [F1, F2],   # img_1
+    [G1, G2],   # img_2
+    [H],        # img_3
+    [K],        # img_4
+]
+EDGE_KEEP = [[0, 1], [1], [0], [0]]  # 0-based indices of the counted faces
+EDGE_PREDS = [
+    # P1 = F1's corner 12 x 17 pixels: IoU 204/400 = 0.51 (without the +1: 11*16/19^2 = 0.49, no match).
+    # P2 = F2's corner 14 x 14 pixels: IoU 196/400 = 0.49, a false positive.
+    # P3 = F1 shifted by 1: IoU 19*20/(800 - 380) = 0.90, but F1 is already recalled: a false positive.
+    [[0, 0, 11, 16, 1.0], [100, 0, 13, 13, 0.8505], [1, 0, 19, 19, 0.2505]],
+    # P4 = G1 exactly (IoU 1) while its IoU with the counted G2 is 18*20/(800 - 360) = 0.82: its best match
+    # is the ignored G1, so it leaves the proposals and does not recall G2.
+    [[0, 0, 19, 19, 0.5505]],
+    # P5 recalls H; P6, 0.0002 below it (the same threshold bin), overlaps nothing.
+    [[0, 0, 19, 19, 0.6504], [300, 300, 19, 19, 0.6502]],
+    # P7 recalls K at score exactly 0.3, which 1 - 700/1000 = 0.30000000000000004 does not reach: it enters
+    # at t = 701. P8 (score 0) enters at the last threshold, 0.
+    [[0, 0, 19, 19, 0.3], [500, 500, 19, 19, 0.0]],
+]
+# Threshold t (1-based) from which each box scores >= 1 - t/1000: P1 1, P2 150, P5/P6 350, P4 450 (no change:
+# dropped), P7 701, P3 750, P8 1000. (proposals, recalled) of the 5 counted faces, summed over the images:
+EDGE_CURVE = [(1, 149, 1, 1), (150, 349, 2, 1), (350, 700, 4, 2), (701, 749, 5, 3), (750, 999, 6, 3),
+              (1000, 1000, 7, 3)]
+# Envelope of precision at recall 1/5: 1; at 2/5 and 3/5: 3/5 (from t = 701..749). Per-box ranking would
+# instead see P5 before P6, precision 2/3 at recall 2/5 (AP 0.4533): the thresholds merge them.
+EDGE_AP = 1 / 5 * 1 + 1 / 5 * 3 / 5 + 1 / 5 * 3 / 5
+
+
+def _edge_gt(keep=EDGE_KEEP):
+    files = [[f"img_{i + 1}" for i in range(len(EDGE_BOXES))]]
+    keep = [[np.asarray(k, np.int64) for k in keep]]
+    return GroundTruth(["0--Test"], files, [[np.asarray(b, np.float64) for b in EDGE_BOXES]],
+                       {s: keep for s in SETTINGS})
+
+
+def test_evaluation_hand_case_of_iou_edges_duplicates_ignored_best_match_and_threshold_bins():
+    got = evaluate([[np.asarray(p, np.float64) for p in EDGE_PREDS]], _edge_gt())
+    want_precision, want_recall = np.full(1000, np.nan), np.full(1000, np.nan)
+    for first, last, proposals, recalled in EDGE_CURVE:
+        want_precision[first - 1:last] = recalled / proposals
+        want_recall[first - 1:last] = recalled / 5
+    for s in SETTINGS:
+        assert got[f"ap_{s}"] == pytest.approx(EDGE_AP, abs=1e-12), s
+        precision, recall = got[f"pr_{s}"]
+        np.testing.assert_allclose(precision, want_precision, rtol=1e-12, err_msg=s)
+        np.testing.assert_allclose(recall, want_recall, rtol=1e-12, err_msg=s)
+
+
+def test_equal_scores_all_become_one_and_enter_at_the_first_threshold():
+    # One image, faces A and B; a box on A and a box on nothing, both scored 0.7: (0.7 - 0.7) / 0 is
+    # undefined, every score becomes 1, so both boxes count at every threshold: precision 1/2, recall 1/2.
+    gt = GroundTruth(["0--Test"], [["img"]], [[np.array([A, B], np.float64)]],
+                     {s: [[np.array([0, 1])]] for s in SETTINGS})
+    got = evaluate([[np.array([A + [0.7], [300, 300, 20, 20, 0.7]], np.float64)]], gt)
+    for s in SETTINGS:
+        assert got[f"ap_{s}"] == pytest.approx(1 / 2 * 1 / 2, abs=1e-12)
+        np.testing.assert_array_equal(got[f"pr_{s}"][0], np.full(1000, 0.5))
+        np.testing.assert_array_equal(got[f"pr_{s}"][1], np.full(1000, 0.5))
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,10 @@ def test_conv_matches_flax_conv_values_and_grads(grad, stride, padding):
 def test_dense_matches_flax_dense_values_and_grads(grad):
     x = X.reshape(4, -1)
     variables = nn.Dense(6).init(jax.random.key(3), x)
-    _assert_close(_grads(cnn.Dense(6, grad=grad), variables, x), _grads(nn.Dense(6), variables, x))
+    variables = {"params": {**variables["params"], "bias": jnp.linspace(-2.0, 3.0, 6)}}  # Flax inits it to 0
+    ours, ref = cnn.Dense(6, grad=grad), nn.Dense(6)
+    _assert_close(ours.apply(variables, x), ref.apply(variables, x))
+    _assert_close(_grads(ours, variables, x), _grads(ref, variables, x))
 
 
 @pytest.mark.parametrize("grad", cnn.GRADS)

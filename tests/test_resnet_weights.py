@@ -9,7 +9,6 @@ import argparse
 import functools
 import hashlib
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +17,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from cnnlab import cli
-from cnnlab.nn.resnet import IMAGENET_MEAN, IMAGENET_STD, ResNet, normalize_imagenet
+from cnnlab.nn.resnet import ResNet, normalize_imagenet
 from cnnlab.nn.resnet_weights import (add_pretrained_arguments, download, infer_depth, load_resnet_weights,
                                       pretrained_weights, read_state_dict, torchvision_to_flax)
 
@@ -283,16 +282,39 @@ def torch_resnet(depth):
     return torch, net.eval()
 
 
+# torchvision's published ImageNet statistics (the docs of every torchvision classification model), written
+# out here rather than taken from cnnlab.
+TORCHVISION_MEAN, TORCHVISION_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# Neither square nor a multiple of 32: odd sizes at every stride (70x45 -> 35x23 -> 18x12 -> 9x6 -> 5x3 -> 3x2),
+# where padding conventions that agree on 64x64 part ways.
+IMAGE_SHAPE = (2, 70, 45, 3)
+
+
+def _torch_normalize(torch, images):
+    """torchvision's transforms.Normalize with the ImageNet statistics, [N, H, W, 3] -> NCHW."""
+    return (torch.from_numpy(images).permute(0, 3, 1, 2) - torch.tensor(TORCHVISION_MEAN)[:, None, None]) \
+        / torch.tensor(TORCHVISION_STD)[:, None, None]
+
+
+def _nhwc(out):
+    return {k: (v.permute(0, 2, 3, 1) if v.ndim == 4 else v).detach().numpy() for k, v in out.items()}
+
+
+def _assert_features_close(out, ref):
+    for name in ("conv2", "conv3", "conv4", "conv5", "pooled"):
+        got, want = np.asarray(out[name]), ref[name]
+        assert got.shape == want.shape, name
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), name
+
+
 @pytest.fixture(scope="module", params=[18, 50])
 def torch_reference(request, tmp_path_factory):
     depth = request.param
     torch, net = torch_resnet(depth)
-    images = np.random.default_rng(depth).uniform(0, 1, (2, 64, 64, 3)).astype(np.float32)
-    # torchvision's transforms.Normalize with the ImageNet statistics, in NCHW.
-    x = (torch.from_numpy(images).permute(0, 3, 1, 2) - torch.tensor(IMAGENET_MEAN)[:, None, None]) \
-        / torch.tensor(IMAGENET_STD)[:, None, None]
+    images = np.random.default_rng(depth).uniform(0, 1, IMAGE_SHAPE).astype(np.float32)
+    x = _torch_normalize(torch, images)
     with torch.no_grad():
-        ref = {k: (v.permute(0, 2, 3, 1) if v.ndim == 4 else v).numpy() for k, v in net(x).items()}
+        ref = _nhwc(net(x))
     folder = tmp_path_factory.mktemp(f"resnet{depth}")
     torch.save(net.state_dict(), folder / "w.pth")
     save_file({k: v.numpy() for k, v in net.state_dict().items()}, str(folder / "w.safetensors"))
@@ -309,10 +331,47 @@ def test_imported_resnet_forward_matches_torch(torch_reference, fmt):
     depth, images, ref, folder = torch_reference
     variables = load_resnet_weights(folder / f"w.{fmt}", depth)
     out = inference(depth)(variables, normalize_imagenet(jnp.asarray(images)))
-    for name in ("conv2", "conv3", "conv4", "conv5", "pooled"):
-        got, want = np.asarray(out[name]), ref[name]
-        assert got.shape == want.shape, name
-        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), name
+    _assert_features_close(out, ref)
+
+
+def _flax_path(torch_bn_name):
+    """torchvision's BN module name -> the path of cnnlab's batch_stats ("layer2.0.downsample.1" ->
+    ("layer2_0", "downsample_bn"))."""
+    parts = torch_bn_name.replace("downsample.1", "downsample_bn").split(".")
+    return (f"{parts[0]}_{parts[1]}", *parts[2:]) if parts[0].startswith("layer") else tuple(parts)
+
+
+def test_training_mode_forward_and_running_statistics_follow_torch_momentum():
+    torch, net = torch_resnet(18)
+    # Copies: the running statistics are updated in place by torch's forward below.
+    variables = torchvision_to_flax({k: v.numpy().copy() for k, v in net.state_dict().items()}, 18)
+    images = np.random.default_rng(5).uniform(0, 1, IMAGE_SHAPE).astype(np.float32)
+    bns = {name: m for name, m in net.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    old = {name: (m.running_mean.clone().numpy(), m.running_var.clone().numpy()) for name, m in bns.items()}
+    counts = {}  # values per channel each BN averages over: N * H * W of its input
+    hooks = [m.register_forward_pre_hook(lambda m, args, name=name: counts.__setitem__(
+        name, args[0].shape[0] * args[0].shape[2] * args[0].shape[3])) for name, m in bns.items()]
+    net.train()  # batch statistics, and running averages updated with torch's momentum 0.1
+    with torch.no_grad():
+        ref = _nhwc(net(_torch_normalize(torch, images)))
+    for h in hooks:
+        h.remove()
+    out, updated = jax.jit(functools.partial(ResNet(18).apply, train=True, mutable=["batch_stats"]))(
+        variables, normalize_imagenet(jnp.asarray(images)))
+    _assert_features_close(out, ref)
+    assert len(bns) == 20 and min(counts.values()) == 2 * 3 * 2  # conv5's maps are 3 x 2
+    for name, m in bns.items():
+        stats = updated["batch_stats"]
+        for key in _flax_path(name):
+            stats = stats[key]
+        (mean0, var0), n = old[name], counts[name]
+        # Mean: new = 0.9 old + 0.1 batch mean, in both. Variance: torch averages in the unbiased batch
+        # variance (n / (n - 1) times Eq. (35)'s); cnnlab Eq. (39)'s sigma_c^2 is Eq. (35)'s biased one.
+        batch_var_unbiased = (m.running_var.numpy() - 0.9 * var0) / 0.1
+        np.testing.assert_allclose(stats["mean"], m.running_mean.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(stats["var"], 0.9 * var0 + 0.1 * batch_var_unbiased * (n - 1) / n,
+                                   rtol=1e-4, atol=1e-5, err_msg=name)
+        assert not np.allclose(stats["mean"], mean0)  # the averages really moved
 
 
 def test_truncated_pth_or_training_checkpoint_names_the_file(torch_reference, tmp_path):

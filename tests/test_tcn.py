@@ -87,7 +87,7 @@ def test_left_and_symmetric_padding_give_identical_outputs_and_grads(block, sequ
 
 
 @pytest.mark.parametrize("block", BLOCKS)
-def test_streaming_equals_full_sequence(block, sequences):
+def test_streaming_equals_full_sequence(block, sequences):  # T = 23: every ring buffer (2, 8, 14) wraps
     net = TemporalConvNet(block=block, num_blocks=2, channels=3, kernel_size=3)
     params = net.init(jax.random.key(0), sequences)["params"]
     np.testing.assert_allclose(stream(net, params, sequences), net.apply({"params": params}, sequences),
@@ -102,6 +102,30 @@ def test_streaming_tcn_logits_equal_full_model_at_every_prefix(sequences):
     for t in range(4):
         logits, cache = jit_step(model, params, cache, sequences[:, t])
         np.testing.assert_allclose(logits, full({"params": params}, sequences[:, :t + 1]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("block", ["double", "radical"])
+def test_streaming_tcn_logits_equal_full_model_after_the_ring_buffers_wrap_float64(block):
+    # float64 so that a tolerance of 1e-12 leaves no room for a misplaced tap (float32: the test above).
+    dtype, tol = "float64", 1e-12
+    model = TCN(block=block, num_blocks=2, channels=3, kernel_size=3)
+    # The longest ring buffer holds d(k-1) = 2 * 4 (double) or 2 * 7 (radical) inputs: 2 * 14 + 5 steps wrap
+    # every buffer at least twice.
+    t = 33
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(4), (2, t, 2), dtype)
+        # Parameters in the compute dtype too: float32 weight-norm arithmetic rounds differently inside and
+        # outside jit (~1e-7), which would hide the float64 comparison.
+        params = jax.tree.map(lambda v: v.astype(dtype), model.init(jax.random.key(0), x)["params"])
+        streamed = jax.jit(stream, static_argnums=0)(model, params, x)  # logits after every step
+        assert streamed.dtype == dtype
+        np.testing.assert_allclose(streamed[:, -1], model.apply({"params": params}, x), rtol=tol, atol=tol)
+        # Every earlier step: the classifier on the full-sequence features of that step (causal, so equal to
+        # the model run on the prefix).
+        features = TemporalConvNet(block=block, num_blocks=2, channels=3, kernel_size=3).apply(
+            {"params": {k: v for k, v in params.items() if k != "Dense_0"}}, x)
+        dense = params["Dense_0"]
+        np.testing.assert_allclose(streamed, features @ dense["kernel"] + dense["bias"], rtol=tol, atol=tol)
 
 
 def test_conv1d_rejects_bad_arguments(sequences):
@@ -150,17 +174,22 @@ def test_train_seqmnist_cli_end_to_end_writes_results_and_refuses_other_settings
     from cnnlab.cli import main
 
     out = tmp_path / "run"
+    # Ten training sequences, all in every batch: six steps at lr 0.5 must fit them visibly.
     tiny = ["train", "seqmnist", "--block", "radical", "--num-blocks", "1", "--channels", "4",
-            "--kernel-size", "2", "--permuted", "--steps", "3", "--batch-size", "10", "--eval-every", "3",
-            "--train-examples", "100", "--grad-clip", "1.0", "--microbatch", "5", "--no-progress", "--out", str(out)]
+            "--kernel-size", "2", "--permuted", "--steps", "6", "--batch-size", "10", "--eval-every", "6",
+            "--train-examples", "10", "--lr", "0.5", "--grad-clip", "1.0", "--microbatch", "5", "--no-progress",
+            "--out", str(out)]
     assert main(tiny) == 0
     saved = json.loads((out / "config.json").read_text())["train"]
     assert saved["grad_clip_norm"] == 1.0 and saved["microbatch_size"] == 5
     results = json.loads((out / "results.json").read_text())
-    assert results["steps"] == 3 and results["permuted"] and results["block"] == "radical"
-    assert 0.0 <= results["test_accuracy"] <= 1.0
+    assert results["steps"] == 6 and results["permuted"] and results["block"] == "radical"
+    # The N(0, 0.01) kernels start the model at uniform predictions, loss ln 10 = 2.3026; the mean training
+    # loss of steps 1-6 (step 1's included) must be clearly below it.
+    assert results["train_loss"] < np.log(10) - 0.1
+    assert 0.0 <= results["test_accuracy"] <= 1.0 and np.isfinite(results["test_loss"])
     assert results["receptive_field"] == TCN(block="radical", num_blocks=1, channels=4, kernel_size=2).receptive_field()
     splits = [json.loads(line)["split"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert "train" in splits and "val" in splits and (out / "curves.png").stat().st_size > 0
     with pytest.raises(ValueError, match="another configuration"):  # same folder, other settings
-        main([*tiny[:-2], "--lr", "0.5", "--out", str(out)])
+        main([*tiny[:-2], "--lr", "0.2", "--out", str(out)])

@@ -68,6 +68,20 @@ def test_resume_after_kill_ends_like_uninterrupted_run(uninterrupted, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, _best(tmp_path), _best(workdir))
 
 
+def test_resume_restores_over_init_variables(uninterrupted, tmp_path):
+    workdir, expected = uninterrupted
+    source, _ = train_tiny.sources()
+    with pytest.raises(Interrupted):
+        train_tiny.run(tmp_path, train_source=KilledAt(source, at=15))  # the checkpoint at step 12 exists
+
+    def other_weights(variables):  # e.g. a pretrained backbone given on the second call
+        return jax.tree.map(lambda v: np.full_like(v, 0.5), variables)
+
+    resumed = train_tiny.run(tmp_path, init_variables=other_weights)
+    assert _without_timing([resumed]) == _without_timing([expected])  # the restored step-12 weights won
+    jax.tree.map(np.testing.assert_array_equal, _best(tmp_path), _best(workdir))
+
+
 def test_same_seed_same_run_other_seed_other_run(uninterrupted, tmp_path):
     workdir, expected = uninterrupted
     again = train_tiny.run(tmp_path / "same")
@@ -150,6 +164,54 @@ def test_run_stops_when_training_loss_becomes_nan_and_reports_the_step(tmp_path,
     assert results["diverged_at_step"] == results["steps"] < train_tiny.config().steps
     assert np.isnan(results["train_loss"]) and np.isfinite(results["test_loss"])  # best weights: step 0's
     assert "stopping" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("metric,mode", [("accuracy", "max"), ("loss", "min")])
+def test_no_checkpoint_and_no_best_weights_after_divergence(tmp_path, metric, mode):
+    # Learning rate 1e30 from the 6th step on: its update sends the weights to ~1e29, so the validation at
+    # step 6 has a NaN loss, while the training loss of that step (taken before the update) is still finite.
+    results = train_tiny.run(tmp_path, lr_boundaries=(5,), lr_scales=(1e31,), eval_every=2, checkpoint_every=1,
+                             max_to_keep=20, select_metric=metric, select_mode=mode)
+    assert results["diverged_at_step"] == 6
+    mngr = train.checkpoint_manager(tmp_path)
+    assert list(mngr.all_steps()) == [1, 2, 3, 4, 5]
+    mngr.close()
+    best, meta = train.load_best_variables(tmp_path, _template())
+    assert meta["best_step"] == results["best_step"] in (2, 4)
+    assert all(np.isfinite(v).all() for v in jax.tree.leaves(best))
+    assert np.isfinite(results["val_loss"]) and np.isfinite(results["test_loss"])
+
+
+def test_batch_sizes_not_divisible_by_the_device_count_are_refused_before_training(tmp_path):
+    script = """
+import json, sys
+import numpy as np
+import train_tiny
+from cnnlab import train
+messages = []
+for overrides in ({"batch_size": 3}, {"eval_batch_size": 5}):
+    try:
+        train_tiny.run(sys.argv[1], **overrides)
+    except ValueError as e:
+        messages.append(str(e))
+_, val = train_tiny.sources()
+_, eval_step = train.make_steps(train_tiny.TinyNet(), train_tiny.loss_fn)
+try:
+    train.evaluate(eval_step, {}, val, batch_size=7)
+except ValueError as e:
+    messages.append(str(e))
+print(json.dumps(messages))
+"""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), str(Path(__file__).parent)])}
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], env=env, capture_output=True,
+                         text=True, timeout=300, check=True)
+    messages = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(messages) == 3, out.stderr[-2000:]
+    assert "batch_size 3 must be divisible by the number of devices (2)" in messages[0]
+    assert "eval_batch_size 5 must be divisible by the number of devices (2)" in messages[1]
+    assert "batch_size 7 must be divisible by the 2 devices" in messages[2]
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
 
 
 class DenseNet(nn.Module):  # no batch statistics, no dropout: micro-batches must give the same updates

@@ -42,11 +42,12 @@ def config(**overrides):
     return train.TrainConfig(**{**settings, **overrides})
 
 
-def run(workdir, train_source=None, **overrides):
+def run(workdir, train_source=None, init_variables=None, **overrides):
     train_default, val = sources()
     return train.train_and_evaluate(config(**overrides), workdir, model=TinyNet(), loss_fn=loss_fn,
                                     metrics_fn=metrics_fn, train_source=train_source or train_default,
-                                    val_source=val, test_source=val, task_config={"model": "tiny"})
+                                    val_source=val, test_source=val, task_config={"model": "tiny"},
+                                    init_variables=init_variables)
 
 
 if __name__ == "__main__":  # python tests/train_tiny.py WORKDIR: print the results and training losses

@@ -162,14 +162,8 @@ def load_captioner(workdir, weights: str = "best"):
 
 
 def _load_last_variables(workdir, model, config, train_config):
-    import orbax.checkpoint as ocp
-
     example = (jnp.zeros((1, config.image_size, config.image_size, 3), jnp.uint8),
                jnp.zeros((1, config.max_length), jnp.int32))
     abstract = jax.eval_shape(lambda: engine.create_train_state(model, train_config, example))
-    mngr = engine.checkpoint_manager(workdir)
-    try:
-        state = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
-    finally:
-        mngr.close()
+    state, _ = engine.load_last_state(workdir, abstract)
     return {"params": state.params, "batch_stats": state.batch_stats}

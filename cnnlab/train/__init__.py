@@ -24,9 +24,12 @@ and a ``TrainConfig``; ``train_and_evaluate`` does the rest:
   (``train_indices``), so the pipeline position is the step saved in the checkpoint;
 - validation every ``eval_every`` steps; the weights best on ``select_metric`` (``select_mode`` "min" or
   "max") are kept (§4.3) and used for the final validation and test numbers;
-- Orbax checkpoints every ``checkpoint_every`` steps and at the end (state, best weights, metadata):
-  calling ``train_and_evaluate`` again with the same ``workdir`` and settings resumes and ends with the same
-  result as an uninterrupted run (a workdir with other settings raises ``ValueError``);
+- Orbax checkpoints every ``checkpoint_every`` steps and at the end (state, best weights, metadata), each
+  with a CRC32 of every array, checked on restore (``checkpoint``): calling ``train_and_evaluate`` again
+  with the same ``workdir`` resumes from the newest intact checkpoint and ends with the same result as an
+  uninterrupted run; the result settings must match (else ``CnnlabError``), the display settings
+  (``progress``, ``log_every``, ``checkpoint_every``, ``max_to_keep``) may change (``workdir``);
+- one writer per ``workdir`` (an ``fcntl`` lock), outputs replaced whole (temporary file + rename);
 - a tqdm progress bar (loss, metrics, examples/s), ``metrics.jsonl`` (``{"step", "split": "train"|"val",
   ...}``), ``curves.png`` (accuracy and loss against iterations, like Figure 13) and ``results.json``.
 
@@ -58,18 +61,20 @@ Example (a tiny classifier)::
 ``init_variables(variables) -> variables`` (optional argument of ``train_and_evaluate``) edits the freshly
 initialised variables, e.g. to load a pretrained backbone; a resumed run restores over them.
 
-Afterwards ``load_best_variables(workdir, template)`` returns the best ``{"params", "batch_stats"}`` and
-``evaluate(eval_step, variables, source, batch_size)`` evaluates them again (``cnnlab eval``).
+Afterwards ``load_best_variables(workdir, template)`` returns the verified best ``{"params", "batch_stats"}``
+(``load_last_state`` the last train state) and ``evaluate(eval_step, variables, source, batch_size)``
+evaluates them again (``cnnlab eval``).
 """
 
+from cnnlab.train.checkpoint import load_best_variables, load_last_state
+from cnnlab.train.checkpoint import manager as checkpoint_manager
 from cnnlab.train.logs import MetricsLog, plot_curves
-from cnnlab.train.loop import (checkpoint_manager, data_mesh, default_inputs, evaluate, load_best_variables,
-                               make_steps, train_and_evaluate)
+from cnnlab.train.loop import data_mesh, default_inputs, evaluate, make_steps, train_and_evaluate
 from cnnlab.train.pipeline import ArraySource, eval_batches, train_indices
 from cnnlab.train.state import (TrainConfig, TrainState, create_train_state, learning_rate_schedule,
                                 make_optimizer)
 
 __all__ = ["ArraySource", "MetricsLog", "TrainConfig", "TrainState", "checkpoint_manager",
            "create_train_state", "data_mesh", "default_inputs", "eval_batches", "evaluate",
-           "learning_rate_schedule", "load_best_variables", "make_optimizer", "make_steps", "plot_curves",
-           "train_and_evaluate", "train_indices"]
+           "learning_rate_schedule", "load_best_variables", "load_last_state", "make_optimizer", "make_steps",
+           "plot_curves", "train_and_evaluate", "train_indices"]

@@ -1,6 +1,7 @@
 """Run records: metrics appended to ``metrics.jsonl``, curves drawn like the paper's Figure 13."""
 
 import json
+import os
 from pathlib import Path
 
 import matplotlib
@@ -8,26 +9,38 @@ import matplotlib
 matplotlib.use("Agg")  # files only: training runs on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from cnnlab.train.workdir import atomic_path, atomic_write_text  # noqa: E402
+
 
 class MetricsLog:
-    """``metrics.jsonl``: one JSON object per line, ``{"step", "split", <metric>: value, ...}``."""
+    """``metrics.jsonl``: one JSON object per line, ``{"step", "split", <metric>: value, ...}``.
+
+    Each record is appended by one ``write`` call; a last line without its newline (a writer stopped
+    mid-line) is not a record: ``read`` skips it and ``truncate_after`` drops it.
+    """
 
     def __init__(self, path):
         self.path = Path(path)
 
     def truncate_after(self, step: int) -> None:
-        """Drop records later than ``step``: a resumed run rewrites them as the killed run would have."""
+        """Drop records later than ``step`` (replacing the file at once): a resumed run rewrites them as the
+        killed run would have."""
         kept = [r for r in self.read() if r["step"] <= step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        if self.path.exists() or kept:
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode())
+        finally:
+            os.close(fd)
 
     def read(self) -> list[dict]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = self.path.read_text().split("\n")[:-1]  # the part after the last newline is unfinished
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 def plot_curves(records: list[dict], path, title: str = "") -> None:
@@ -50,5 +63,6 @@ def plot_curves(records: list[dict], path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix[1:] or "png")
     plt.close(fig)

@@ -9,6 +9,8 @@ A task supplies the pieces that are its own:
   sources     training / validation / test examples (``ArraySource`` or the same interface).
 """
 
+import contextlib
+import errno
 import functools
 import json
 import sys
@@ -19,13 +21,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 import numpy as np
-import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
+from cnnlab.errors import CnnlabError
+from cnnlab.train import checkpoint
 from cnnlab.train.logs import MetricsLog, plot_curves
 from cnnlab.train.pipeline import eval_batches, train_indices
 from cnnlab.train.state import TrainConfig, create_train_state, learning_rate_schedule
+from cnnlab.train.workdir import RunLock, atomic_write_text, check_run_config, split_config
 
 
 def default_inputs(batch):
@@ -110,7 +114,7 @@ def evaluate(eval_step, variables, source, batch_size: int, mesh=None) -> dict:
     """Mean loss and metrics of ``variables`` over every example of ``source`` (padded batches masked out)."""
     mesh = mesh or data_mesh()
     if batch_size % mesh.size:
-        raise ValueError(f"evaluate: batch_size {batch_size} must be divisible by the {mesh.size} devices")
+        raise CnnlabError(f"evaluate: batch_size {batch_size} must be divisible by the {mesh.size} devices")
     sharding = NamedSharding(mesh, P("data"))
     totals = None
     for batch, mask in eval_batches(source, batch_size):
@@ -128,39 +132,9 @@ def _is_better(value, best, mode):
     return best is None or (value < best if mode == "min" else value > best)
 
 
-def _check_run_config(workdir: Path, run_config: dict) -> None:
-    """A workdir belongs to one configuration: resuming with other settings would mix two runs."""
-    path = workdir / "config.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        # Settings added to TrainConfig after the run began take their defaults.
-        defaults = TrainConfig(steps=1, batch_size=1, learning_rate=0.0).to_dict()
-        for key, value in run_config["train"].items():
-            if key not in saved["train"] and value == defaults[key]:
-                saved["train"][key] = value
-        if saved != run_config:
-            raise ValueError(f"train_and_evaluate: {workdir} holds a run with another configuration "
-                             f"({path}); use a new output folder or the same settings.\n"
-                             f"saved: {saved}\nnow:   {run_config}")
-    else:
-        path.write_text(json.dumps(run_config, indent=2) + "\n")
-
-
-def checkpoint_manager(workdir, max_to_keep: int = 2) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(Path(workdir).resolve() / "checkpoints",
-                                 options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
-
-
-def load_best_variables(workdir, variables_template) -> tuple[dict, dict]:
-    """The best-on-validation ``{"params", "batch_stats"}`` of the run in ``workdir`` and its metadata."""
-    mngr = checkpoint_manager(workdir)
-    step = mngr.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"load_best_variables: no checkpoint in {Path(workdir) / 'checkpoints'}")
-    restored = mngr.restore(step, args=ocp.args.Composite(best=ocp.args.StandardRestore(variables_template),
-                                                          meta=ocp.args.JsonRestore()))
-    mngr.close()
-    return restored["best"], restored["meta"]
+def _divergence_message(step, split, loss, learning_rate, meta) -> str:
+    return (f"step {step}: {split} loss is {loss} at learning rate {float(learning_rate):g}; stopping. The best "
+            f"weights (step {meta['best_step']}) are evaluated. A lower learning rate or gradient clipping may help.")
 
 
 def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_source, val_source,
@@ -173,41 +147,56 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
     Returns the results dict: ``steps``, ``best_step``, ``train_loss`` (mean over the last ``log_every``
     steps), ``val_<metric>`` and ``test_<metric>`` of the best weights, ``wall_seconds``,
     ``examples_per_second`` (training steps only, compile excluded), ``devices``, and ``extra_results``;
-    ``diverged_at_step`` if the mean training loss became NaN or infinite (the run stops at that log step).
+    ``diverged_at_step`` if the mean training loss or the validation loss became NaN or infinite (the run
+    stops at that step, saves nothing from it on and reports the best weights before it).
     ``init_variables(variables) -> variables`` (optional) edits the fresh variables before training, e.g.
     loads a pretrained backbone (``cnnlab.nn.resnet_weights.load_resnet_weights``); a resumed run restores
     over them.
+
+    ``workdir`` has one writer: a second run on it fails at once (``RunLock``); resuming needs the same result
+    settings, display settings may change (``cnnlab.train.workdir``). Checkpoints are verified on resume; a
+    damaged one is reported and the newest intact one is used (``cnnlab.train.checkpoint``).
     """
-    began = time.perf_counter()  # wall_seconds counts everything below, compilation and evaluation included
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    # Processes of one multi-process run share the folder; the first one holds the lock for them.
+    with RunLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        return _train_and_evaluate(config, workdir, model=model, loss_fn=loss_fn, train_source=train_source,
+                                   val_source=val_source, test_source=test_source, metrics_fn=metrics_fn,
+                                   inputs_fn=inputs_fn, task_config=task_config, extra_results=extra_results,
+                                   mesh=mesh, init_variables=init_variables)
+
+
+def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_source, test_source, metrics_fn,
+                        inputs_fn, task_config, extra_results, mesh, init_variables) -> dict:
+    began = time.perf_counter()  # wall_seconds counts everything below, compilation and evaluation included
     inputs_fn = inputs_fn or default_inputs
     mesh = mesh or data_mesh()
     for name in ("batch_size", "eval_batch_size"):
         if getattr(config, name) % mesh.size:
-            raise ValueError(f"train_and_evaluate: config.{name} {getattr(config, name)} must be divisible "
-                             f"by the number of devices ({mesh.size})")
-    _check_run_config(workdir, {"train": config.to_dict(), "task": task_config or {}})
+            raise CnnlabError(f"train_and_evaluate: config.{name} {getattr(config, name)} must be divisible "
+                              f"by the number of devices ({mesh.size})")
+    run_config = {"train": config.to_dict(), "task": task_config or {}}
+    check_run_config(workdir, run_config, TrainConfig(steps=1, batch_size=1, learning_rate=0.0).to_dict())
+    result_config = {"train": split_config(run_config["train"])[0], "task": run_config["task"]}
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
     state = create_train_state(model, config, inputs_fn(train_source[np.arange(1)]), init_variables)
     if config.microbatch_size is not None and config.microbatch_size < config.batch_size:
         if config.microbatch_size % mesh.size:
-            raise ValueError(f"train_and_evaluate: config.microbatch_size {config.microbatch_size} must be "
-                             f"divisible by the number of devices ({mesh.size})")
+            raise CnnlabError(f"train_and_evaluate: config.microbatch_size {config.microbatch_size} must be "
+                              f"divisible by the number of devices ({mesh.size})")
         if jax.tree.leaves(state.batch_stats):
-            raise ValueError("train_and_evaluate: config.microbatch_size is for models without batch statistics; "
-                             "this model has BatchNorm, whose statistics would be those of the micro-batches")
+            raise CnnlabError("train_and_evaluate: config.microbatch_size is for models without batch statistics; "
+                              "this model has BatchNorm, whose statistics would be those of the micro-batches")
     state = jax.device_put(state, replicated)
     best = jax.tree.map(jnp.copy, _variables(state))
     meta = {"best_step": 0, "best_value": None, "wall_seconds": 0.0, "train_seconds": 0.0, "train_examples": 0}
     log = MetricsLog(workdir / "metrics.jsonl")
-    mngr = checkpoint_manager(workdir, config.max_to_keep)
-    if mngr.latest_step() is not None:
-        restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(state), best=ocp.args.StandardRestore(best),
-            meta=ocp.args.JsonRestore()))
-        state, best, meta = restored["state"], restored["best"], restored["meta"]
+    restored = checkpoint.restore_for_resume(workdir, {"state": state, "best": best}, result_config)
+    if restored is not None:
+        (state, best), meta = (restored[0]["state"], restored[0]["best"]), restored[1]
+    mngr = checkpoint.manager(workdir, config.max_to_keep)
     start = int(state.step)
     log.truncate_after(start)
     microbatches = config.batch_size // (config.microbatch_size or config.batch_size)
@@ -247,13 +236,19 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
                     # SGD never comes back from non-finite weights: stop instead of training on NaNs, keep
                     # the best weights so far, and save nothing from this step on.
                     meta["diverged_at_step"] = done
-                    bar.write(f"step {done}: training loss is {train_means['loss']} at learning rate "
-                              f"{float(schedule(step)):g}; stopping. The best weights (step {meta['best_step']}) "
-                              "are evaluated. A lower learning rate or gradient clipping may help.", file=sys.stderr)
+                    bar.write(_divergence_message(done, "training", train_means["loss"], schedule(step), meta),
+                              file=sys.stderr)
                     break
             if is_eval:
                 val = evaluate(eval_step, _variables(state), val_source, config.eval_batch_size, mesh)
                 log.append({"step": done, "split": "val", **val})
+                if not np.isfinite(val["loss"]):
+                    # The update of this step already broke the weights (its training loss was taken before
+                    # it): the same stop as above, before these weights are kept or saved.
+                    meta["diverged_at_step"] = done
+                    bar.write(_divergence_message(done, "validation", val["loss"], schedule(step), meta),
+                              file=sys.stderr)
+                    break
                 if _is_better(val[config.select_metric], meta["best_value"], config.select_mode):
                     best = jax.tree.map(jnp.copy, _variables(state))
                     meta.update(best_step=done, best_value=val[config.select_metric])
@@ -263,13 +258,13 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
             if is_save:
                 meta["wall_seconds"] += time.perf_counter() - began
                 began = time.perf_counter()
-                mngr.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                        best=ocp.args.StandardSave(best),
-                                                        meta=ocp.args.JsonSave(meta)))
+                with _disk_errors(workdir, mngr):
+                    checkpoint.save(mngr, done, {"state": state, "best": best}, meta, result_config)
             bar.update(1)
         bar.close()
     finally:
-        mngr.wait_until_finished()
+        with _disk_errors(workdir, mngr):
+            mngr.wait_until_finished()
         mngr.close()
 
     results = {"steps": int(state.step), "best_step": meta["best_step"],
@@ -283,7 +278,7 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
     results.update(wall_seconds=meta["wall_seconds"] + time.perf_counter() - began,
                    examples_per_second=meta["train_examples"] / max(meta["train_seconds"], 1e-9),
                    devices=mesh.size, device_kind=mesh.devices.flat[0].device_kind, **(extra_results or {}))
-    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(workdir / "results.json", json.dumps(results, indent=2) + "\n")
     plot_curves(log.read(), workdir / "curves.png", title=workdir.name)
     return results
 
@@ -291,3 +286,22 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
 def _last(log, split, metric):
     values = [r[metric] for r in log.read() if r["split"] == split and metric in r]
     return values[-1] if values else None
+
+
+@contextlib.contextmanager
+def _disk_errors(workdir, mngr):
+    """A checkpoint that cannot be written (full disk, lost mount: an ``OSError`` anywhere in the chain, also
+    from Orbax's background writer) becomes a ``CnnlabError`` saying which checkpoints are intact."""
+    try:
+        yield
+    except Exception as e:
+        cause = e
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        full = " (disk full)" if cause.errno == errno.ENOSPC else ""
+        mngr.reload()
+        raise CnnlabError(f"train_and_evaluate: could not write a checkpoint{full} in {workdir / 'checkpoints'}: "
+                          f"{cause}; the checkpoints of steps {mngr.all_steps() or 'none'} are complete (verified "
+                          "on resume): free space and rerun the same command to resume") from e

@@ -8,6 +8,8 @@ import functools
 
 import numpy as np
 
+from cnnlab.errors import CnnlabError
+
 
 class ArraySource:
     """Examples held in memory: a dict of arrays sharing their first dimension ``N``.
@@ -19,7 +21,7 @@ class ArraySource:
     def __init__(self, **arrays):
         sizes = {name: len(a) for name, a in arrays.items()}
         if not arrays or len(set(sizes.values())) != 1:
-            raise ValueError(f"ArraySource: arrays must be given and share their first dimension, got {sizes}")
+            raise CnnlabError(f"ArraySource: arrays must be given and share their first dimension, got {sizes}")
         self.arrays = {name: np.asarray(a) for name, a in arrays.items()}
         self.size = next(iter(sizes.values()))
 
@@ -34,7 +36,7 @@ def train_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
     """Indices of training batch ``step``: epochs of ``num_examples // batch_size`` batches, each epoch a
     fresh permutation seeded by ``(seed, epoch)``; the last incomplete batch of an epoch is dropped."""
     if batch_size > num_examples:
-        raise ValueError(f"train_indices: batch_size {batch_size} exceeds the {num_examples} training examples")
+        raise CnnlabError(f"train_indices: batch_size {batch_size} exceeds the {num_examples} training examples")
     per_epoch = num_examples // batch_size
     epoch, position = divmod(step, per_epoch)
     return _epoch_permutation(num_examples, seed, epoch)[position * batch_size:(position + 1) * batch_size]

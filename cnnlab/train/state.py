@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from cnnlab.errors import CnnlabError
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -45,19 +47,19 @@ class TrainConfig:
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "eval_batch_size", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig: {name} must be a positive int, got {value!r}")
+                raise CnnlabError(f"TrainConfig: {name} must be a positive int, got {value!r}")
         if self.microbatch_size is not None and (
                 isinstance(self.microbatch_size, bool) or not isinstance(self.microbatch_size, int)
                 or self.microbatch_size < 1 or self.batch_size % self.microbatch_size):
-            raise ValueError(f"TrainConfig: microbatch_size must be a positive int dividing batch_size "
-                             f"{self.batch_size}, got {self.microbatch_size!r}")
+            raise CnnlabError(f"TrainConfig: microbatch_size must be a positive int dividing batch_size "
+                              f"{self.batch_size}, got {self.microbatch_size!r}")
         if len(self.lr_boundaries) != len(self.lr_scales):
-            raise ValueError(f"TrainConfig: lr_boundaries {self.lr_boundaries} and lr_scales "
-                             f"{self.lr_scales} must have the same length")
+            raise CnnlabError(f"TrainConfig: lr_boundaries {self.lr_boundaries} and lr_scales "
+                              f"{self.lr_scales} must have the same length")
         if list(self.lr_boundaries) != sorted(self.lr_boundaries):
-            raise ValueError(f"TrainConfig: lr_boundaries must increase, got {self.lr_boundaries}")
+            raise CnnlabError(f"TrainConfig: lr_boundaries must increase, got {self.lr_boundaries}")
         if self.select_mode not in ("min", "max"):
-            raise ValueError(f"TrainConfig: select_mode must be 'min' or 'max', got {self.select_mode!r}")
+            raise CnnlabError(f"TrainConfig: select_mode must be 'min' or 'max', got {self.select_mode!r}")
         object.__setattr__(self, "lr_boundaries", tuple(int(b) for b in self.lr_boundaries))
         object.__setattr__(self, "lr_scales", tuple(float(s) for s in self.lr_scales))
 
