@@ -230,6 +230,18 @@ def test_exported_captioner_decodes_a_coco_image_as_greedy_does(fmt, caption_run
 # ---------------------------------------------------------------- bad requests
 
 
+def test_cli_export_writes_the_file_and_its_signature(mnist_run, tmp_path, capsys):
+    from cnnlab.cli import main
+
+    out = tmp_path / "cnn.stablehlo"
+    assert main(["export", "--checkpoint", str(mnist_run), "--format", "stablehlo", "--out", str(out),
+                 "--batch", "4"]) == 0
+    sig = json.loads((tmp_path / "cnn.stablehlo.json").read_text())
+    assert sig["batch"] == 4 and sig["outputs"][0]["name"] == "logits" and out.stat().st_size > 0
+    assert "images uint8['N', 28, 28, 1]" in capsys.readouterr().out
+    assert jax.export.deserialize(out.read_bytes()).in_avals[0].shape == (4, 28, 28, 1)
+
+
 def test_export_rejects_an_unknown_format(mnist_run, tmp_path):
     with pytest.raises(CnnlabError, match="unknown format 'tflite'; choose one of stablehlo, onnx"):
         export_run(mnist_run, "tflite", tmp_path / "m.tflite")
