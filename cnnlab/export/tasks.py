@@ -211,7 +211,10 @@ def _facedet(workdir, task, *, nms: bool = True) -> list:
 def facedet_functions(cfg, variables, *, nms: bool = True) -> list:
     """The FaceNet export of config ``cfg`` with ``variables``: after NMS, or every anchor (``nms=False``)."""
     from cnnlab.facedet.detect import NMS_IOU, decoded_detections, image_detections
+    from cnnlab.facedet.model import FaceNet
 
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    model = inference_model(FaceNet(dataclasses.replace(cfg, grad="autodiff") if "grad" in fields else cfg))
     s = cfg.image_size
     images = Tensor("images", ("N", s, s, 3), "uint8", f"RGB photographs, {s}x{s} (letterbox larger ones: scale "
                                                        "the longer side to fit, pad right/bottom with zeros)")
@@ -221,7 +224,8 @@ def facedet_functions(cfg, variables, *, nms: bool = True) -> list:
         def detect_faces(images):
             # NMS image by image (lax.map) rather than vmapped as in ``detect``: a batched while loop carries
             # its boolean state through selects that onnxruntime has no kernel for.
-            boxes, scores = decoded_detections(variables, images.astype(jnp.float32) / 255.0, config=cfg)
+            boxes, scores = decoded_detections(variables, images.astype(jnp.float32) / 255.0, config=cfg,
+                                               model=model)
             return jax.lax.map(lambda bs: image_detections(*bs, max_detections=m), (boxes, scores))
 
         return [Function("", detect_faces, (images,), (
@@ -231,7 +235,7 @@ def facedet_functions(cfg, variables, *, nms: bool = True) -> list:
             name + f": faces after NMS (IoU {NMS_IOU}); threshold the scores as the use requires (0.5 in cnnlab)")]
 
     def decoded(images):
-        return decoded_detections(variables, images.astype(jnp.float32) / 255.0, config=cfg)
+        return decoded_detections(variables, images.astype(jnp.float32) / 255.0, config=cfg, model=model)
 
     a = jax.eval_shape(decoded, jnp.zeros((1, s, s, 3), jnp.uint8))[1].shape[1]
     return [Function("", decoded, (images,), (
