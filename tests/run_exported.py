@@ -19,7 +19,7 @@ import numpy as np
 
 def load(fmt, path):
     """``run(dict of named inputs) -> dict of named outputs`` for one exported file."""
-    sig = json.loads(Path(str(path) + ".json").read_text())
+    sig = json.loads(Path(str(path) + ".json").read_text(encoding="utf-8"))
     names = [t["name"] for t in sig["outputs"]]
     if fmt == "stablehlo":
         import jax

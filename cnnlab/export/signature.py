@@ -7,6 +7,7 @@ symbolic in the exported file.
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -62,5 +63,8 @@ def write_signature(path, function: Function, *, fmt: str, batch, run: dict) -> 
            "inputs": [t.to_dict() for t in function.inputs],
            "outputs": [t.to_dict() for t in function.outputs], **function.notes, "source_run": run}
     json_path = path.with_name(path.name + ".json")
-    json_path.write_text(json.dumps(doc, indent=1) + "\n")
+    # Flat lists (shapes, the vocabulary, the pixel order) on one line each.
+    text = re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]",
+                  json.dumps(doc, indent=1, ensure_ascii=False))
+    json_path.write_text(text + "\n", encoding="utf-8")
     return json_path
