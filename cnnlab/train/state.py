@@ -40,6 +40,8 @@ class TrainConfig:
     select_metric: str = "loss"      # validation metric that picks the best weights (§4.3)
     select_mode: str = "min"         # "min" or "max"
     seed: int = 0
+    # Display and keeping settings (with log_every and checkpoint_every): a resume may change them
+    # (cnnlab.train.workdir.DISPLAY); every other field must match the run's.
     max_to_keep: int = 2
     progress: bool = True
 
