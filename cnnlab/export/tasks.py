@@ -49,9 +49,9 @@ def run_task(workdir) -> tuple[str, dict]:
         return "mnist", task
     if task.get("task") == "seqmnist":
         return "tcn", task
-    if "facedet" in task:
+    if task.get("task") == "facedet" or "facedet" in task:
         return "facedet", task
-    if "decoder" in task and (workdir / "vocab.json").is_file():
+    if task.get("task") == "caption" or ("decoder" in task and (workdir / "vocab.json").is_file()):
         return "caption", task
     raise CnnlabError(f"export: cannot tell which task wrote {path}; export supports runs of {', '.join(TASKS)}")
 
