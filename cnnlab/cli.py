@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     caption_cli.add_train_parser(train)
     caption_cli.add_eval_parser(evaluate)
     caption_cli.add_caption_parser(commands)
+    from cnnlab.sequence import cli as sequence_cli
+    sequence_cli.add_parsers(commands, train, evaluate)
     from cnnlab.nn import resnet_weights
     resnet_weights.add_parser(commands)
     from cnnlab.export import cli as export_cli

@@ -94,14 +94,27 @@ def test_conv1d_rejects_bad_input(shape_x, shape_w, kwargs, error, match):
 
 # ---------------------------------------------------------------- conv2d
 
-def test_conv2d_auto_is_patches_on_cpu_and_matches_autodiff():
+def _convolutions(f, *args):
+    return jax.jit(f).lower(*args).as_text().count("stablehlo.convolution")
+
+
+def test_conv2d_auto_picks_per_layer_on_cpu_and_matches_autodiff():
     x, w, g = _rand(3, (3, 6, 6, 2), (3, 3, 2, 4), (3, 2, 2, 4))
     f = lambda impl: lambda x, w: ops.conv2d(x, w, stride=2, padding=0, impl=impl)
     got, want = _vjp_pair(f("auto"), lambda x, w: ops.conv2d_autodiff(x, w, stride=2), (x, w), g)
     _assert_close(got, want, 1e-5)
-    if jax.default_backend() == "cpu":  # the patch path has no convolution in its program
-        assert "convolution" not in jax.jit(f("auto")).lower(x, w).as_text()
-        assert "convolution" in jax.jit(f("xla")).lower(x, w).as_text()
+    if jax.default_backend() == "cpu":
+        def grad(impl):
+            return jax.value_and_grad(lambda x, w: jnp.sum(f(impl)(x, w)), (0, 1))
+
+        assert _convolutions(f("patches"), x, w) == 0 and _convolutions(f("xla"), x, w) == 1
+        # a 3x3 kernel on a small map: XLA's forward, the patch backward (no convolution in it)
+        assert _convolutions(f("auto"), x, w) == 1 and _convolutions(grad("auto"), x, w) == 1
+        # a 1x1 kernel: one matmul both ways; a large map: XLA's backward too (3 convolutions)
+        w1 = w[:1, :1]
+        assert _convolutions(grad("auto"), x, w1) == 0
+        big = jnp.zeros((1, 130, 130, 32))
+        assert _convolutions(grad("auto"), big, jnp.zeros((3, 3, 32, 4))) == 3
 
 
 def test_conv2d_patches_partial_batch_block_matches_autodiff(monkeypatch):

@@ -49,11 +49,12 @@ def test_gradcheck_cli_rejects_unknown_op():
 
 
 def _first_case_per_op():
-    return list({case.op: case for case in reversed(gradcheck.CASES)}.values())[::-1]
+    """The first case of each op and set of keyword arguments (so padded pooling and eps are covered too)."""
+    return list({(case.op, *sorted(case.kwargs)): case for case in reversed(gradcheck.CASES)}.values())[::-1]
 
 
 @pytest.mark.parametrize("dtype,tolerance", [("float64", 1e-10), ("float32", 1e-5), ("bfloat16", 5e-2)])
-@pytest.mark.parametrize("case", _first_case_per_op(), ids=lambda case: case.op)
+@pytest.mark.parametrize("case", _first_case_per_op(), ids=lambda case: case.id)
 def test_op_works_under_jit_vmap_grad_in_each_dtype(case, dtype, tolerance):
     """jit(vmap(grad)) of the custom op over a batch of two input sets, in ``dtype``, against jax.grad of the
     twin applied to each set separately in float64 (float32 for bfloat16 inputs, whose rounding dominates)."""

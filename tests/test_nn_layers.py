@@ -76,6 +76,33 @@ def test_maxpool_matches_flax_max_pool(grad):
     _assert_close(jax.grad(lambda x: jnp.sum(f(x) * probe))(x), jax.grad(lambda x: jnp.sum(g(x) * probe))(x))
 
 
+@pytest.mark.parametrize("grad", cnn.GRADS)
+def test_maxpool_with_padding_matches_flax_max_pool_padded(grad):
+    x = jnp.round(X * 2) / 2
+    def f(x):
+        return cnn.MaxPool(3, 2, padding=1, grad=grad).apply({}, x)
+
+    def g(x):
+        return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+    _assert_close(f(x), g(x))
+    probe = jax.random.normal(jax.random.key(6), g(x).shape)
+    _assert_close(jax.grad(lambda x: jnp.sum(f(x) * probe))(x), jax.grad(lambda x: jnp.sum(g(x) * probe))(x))
+
+
+@pytest.mark.parametrize("grad", cnn.GRADS)
+@pytest.mark.parametrize("shape,groups", [((4, 5, 5, 8), dict(num_groups=None, group_size=4)),
+                                          ((3, 6), dict(num_groups=2))])
+def test_groupnorm_matches_flax_groupnorm_values_and_grads(grad, shape, groups):
+    x = jax.random.normal(jax.random.key(7), shape) * 3 + 1
+    ref = nn.GroupNorm(**groups)
+    ours = cnn.GroupNorm(**groups, grad=grad)
+    variables = {"params": {"scale": jnp.linspace(0.5, 2, shape[-1]), "bias": jnp.linspace(-1, 1, shape[-1])}}
+    assert jax.tree.structure(ref.init(jax.random.key(8), x)) == jax.tree.structure(variables)
+    _assert_close(ours.apply(variables, x), ref.apply(variables, x))
+    _assert_close(_grads(ours, variables, x), _grads(ref, variables, x), tol=1e-4)
+
+
 def test_layers_reject_unknown_grad_mode():
     with pytest.raises(ValueError, match="grad must be one of"):
         cnn.Dense(3, grad="manual").init(jax.random.key(0), jnp.ones((2, 4)))

@@ -25,6 +25,8 @@ def add_train_parser(train):
     p.add_argument("--config", help="an experiments/caption_*.py file (get_config() -> (CaptionConfig, "
                    "TrainConfig)); replaces the settings below except --decoder, --data-dir, --out")
     p.add_argument("--decoder", choices=("tcn", "gru", "tcn-concat"), default=None, help="default tcn")
+    p.add_argument("--grad", choices=("custom", "autodiff"), default=None,
+                   help="backward pass: the paper's equations (custom) or JAX autodiff; default custom")
     p.add_argument("--data-dir", help="COCO layout: annotations/captions_{train,val}2017.json + {train,val}2017/ "
                    f"(default: ${DATA_DIR_ENV}/coco/mini, COCO-MINI)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, vocab.json, results.json)")
@@ -89,13 +91,15 @@ def train_main(args):
         config, train_config = _load_config(args.config)
         if args.decoder:
             config = dataclasses.replace(config, decoder=args.decoder)
+        if args.grad:
+            config = dataclasses.replace(config, grad=args.grad)
         results = train_and_evaluate(config, train_config, args.out, _coco_root(args),
                                      score_untrained=args.score_untrained, encoder_weights=weights)
         print(json.dumps(results, indent=2))
         return
     config = CaptionConfig(decoder=args.decoder or "tcn", image_size=args.image_size, max_length=args.max_length,
                            score_images=args.score_images, train_images=args.train_images,
-                           val_images=args.val_images)
+                           val_images=args.val_images, grad=args.grad or "custom")
     boundaries = tuple(args.lr_boundaries)
     train_config = engine.TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                                       lr_boundaries=boundaries, lr_scales=(0.1,) * len(boundaries),

@@ -14,6 +14,10 @@ Decoders (``decoder=``):
   image stays in the recurrent memory for the whole caption.
 - ``"tcn-concat"`` (§7.4's proposed fix): the TCN with the feature concatenated to the input at every
   step, because the plain TCN sees the image at one time step only.
+
+``grad`` picks the backward of the encoder, the TCN and the output projection, all ``cnnlab.nn`` layers on
+the paper's ops (``"custom"``: its equations, ``"autodiff"``: JAX's). The GRU cells and the word embedding
+stay Flax's (``nn.GRUCell``, ``nn.Embed``): the paper derives no backward for them.
 """
 
 import jax.numpy as jnp
@@ -21,6 +25,7 @@ from flax import linen as nn
 
 from cnnlab import ops
 from cnnlab.caption.vocab import PAD_ID
+from cnnlab.nn.layers import Dense
 from cnnlab.nn.resnet import ResNet, normalize_imagenet
 from cnnlab.tcn import TemporalConvNet
 
@@ -49,7 +54,9 @@ class CaptionModel(nn.Module):
     """``images: uint8 [N, H, W, 3]``, ``tokens: int [N, L]`` -> next-word logits ``[N, L, vocab_size]``.
 
     encoder: a module ``x, train -> {..., "pooled": [N, 512]}`` on ImageNet-normalised images, like
-        ``cnnlab.nn.resnet.ResNet``; ``None`` is ``ResNet(depth=18)`` (tests pass a small one).
+        ``cnnlab.nn.resnet.ResNet``; ``None`` is ``ResNet(depth=18, grad=grad)`` (tests pass a small one,
+        which brings its own ``grad``).
+    grad: ``"custom"`` | ``"autodiff"``, the backward of the default encoder, the TCN and the projection.
     """
     vocab_size: int
     decoder: str = "tcn"
@@ -63,25 +70,27 @@ class CaptionModel(nn.Module):
     gru_hidden: int = 512  # §7.2.4: 3 hidden layers of 512
     gru_layers: int = 3
     dropout: float = 0.0  # §7 gives no dropout rate for captioning
+    grad: str = "custom"
 
     def setup(self):
         if self.decoder not in DECODERS:
             raise ValueError(f"CaptionModel: decoder must be one of {DECODERS}, got {self.decoder!r}")
-        self.image_encoder = ResNet(depth=18) if self.encoder is None else self.encoder
+        self.image_encoder = ResNet(depth=18, grad=self.grad) if self.encoder is None else self.encoder
         self.embed = nn.Embed(self.vocab_size, self.embed_dim)
         if self.decoder == "gru":
             self.gru = ScanGRU(self.gru_hidden, self.gru_layers)
         else:
             self.tcn = TemporalConvNet(block="single", num_blocks=self.tcn_blocks, channels=self.tcn_channels,
                                        kernel_size=self.tcn_kernel, dilation=(1,) * self.tcn_blocks,
-                                       dropout=self.dropout)
-        self.head = nn.Dense(self.vocab_size)
+                                       dropout=self.dropout, grad=self.grad)
+        self.head = Dense(self.vocab_size, grad=self.grad)
 
     def features(self, images, train: bool = False):
         """``images: uint8 [N, H, W, 3]`` -> pooled feature ``[N, 512]``, the start-of-string token."""
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"CaptionModel: images must be [N, H, W, 3], got shape {images.shape}")
-        feature = self.image_encoder(normalize_imagenet(images.astype(jnp.float32) / 255.0), train=train)["pooled"]
+        x = normalize_imagenet(images.astype(jnp.result_type(float)) / 255.0)  # float32 unless x64 is on
+        feature = self.image_encoder(x, train=train)["pooled"]
         if feature.shape[-1] != self.embed_dim:
             raise ValueError(f"CaptionModel: encoder feature {feature.shape} must have embed_dim "
                              f"{self.embed_dim} channels: it is fed as the first word")

@@ -20,6 +20,7 @@ from cnnlab import train as engine
 from cnnlab.caption import data, decode, metrics
 from cnnlab.caption.model import DECODERS, CaptionModel, caption_loss
 from cnnlab.caption.vocab import MIN_COUNT, Vocab, build_vocab
+from cnnlab.nn.layers import GRADS
 from cnnlab.nn.resnet_weights import load_resnet_weights
 
 
@@ -34,16 +35,19 @@ class CaptionConfig:
     score_images: int = 500       # images captioned per split for the metrics after training (0: none)
     train_images: int | None = None  # first N training / validation images only (over-fitting runs)
     val_images: int | None = None
+    grad: str = "custom"          # backward: "custom" (the paper's equations) | "autodiff" (JAX's)
 
     def __post_init__(self):
         if self.decoder not in DECODERS:
             raise ValueError(f"CaptionConfig: decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.grad not in GRADS:
+            raise ValueError(f"CaptionConfig: grad must be one of {GRADS}, got {self.grad!r}")
         for name in ("image_size", "max_length", "min_count"):
             if getattr(self, name) < (2 if name == "max_length" else 1):
                 raise ValueError(f"CaptionConfig: {name} must be positive, got {getattr(self, name)}")
 
     def model(self, vocab_size: int) -> CaptionModel:
-        return CaptionModel(vocab_size=vocab_size, decoder=self.decoder, dropout=self.dropout)
+        return CaptionModel(vocab_size=vocab_size, decoder=self.decoder, dropout=self.dropout, grad=self.grad)
 
 
 def inputs_fn(batch):
@@ -113,7 +117,8 @@ def train_and_evaluate(config: CaptionConfig, train_config: engine.TrainConfig, 
             model, untrained, vocab, _head(train_source, config.score_images), train_ids, train_caps, config)[0].items()}
     results = engine.train_and_evaluate(train_config, workdir, model=model, loss_fn=loss_fn,
                                         train_source=train_source, val_source=val_source, inputs_fn=inputs_fn,
-                                        task_config=task, extra_results={**extra, "encoder_weights": start},
+                                        task_config=task,
+                                        extra_results={**extra, "encoder_weights": start, "grad": config.grad},
                                         init_variables=init)
     if config.score_images:
         variables, _ = engine.load_best_variables(workdir, _template(model, config))

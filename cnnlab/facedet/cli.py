@@ -59,7 +59,7 @@ def run_train(args) -> int:
 
     cfg = load_config(args.config)
     overrides = {"steps": args.steps, "image_size": args.image_size, "batch_size": args.batch_size,
-                 "learning_rate": args.learning_rate, "channels": args.channels, "depth": args.depth}
+                 "learning_rate": args.learning_rate, "channels": args.channels, "depth": args.depth, "grad": args.grad}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.steps is not None and args.learning_rate is not None:
         overrides.update(lr_boundaries=(), lr_scales=())  # a short run with its own rate: constant
@@ -88,6 +88,8 @@ def add_train_parser(train_subparsers) -> None:
     for name, kind in (("steps", int), ("image-size", int), ("batch-size", int), ("learning-rate", float),
                        ("channels", int), ("depth", int), ("eval-every", int)):
         p.add_argument(f"--{name}", type=kind, default=None, help="override the config's value")
+    p.add_argument("--grad", choices=("custom", "autodiff"), default=None,
+                   help="backward pass: the paper's equations (custom) or JAX autodiff; default: the config's (custom)")
     p.add_argument("--seed", type=int, default=0)
     add_pretrained_arguments(p, "--backbone-weights")
     p.set_defaults(func=run_train)

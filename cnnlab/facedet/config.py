@@ -14,6 +14,7 @@ class FaceNetConfig:
     upsample: bool = False                            # ×2 bilinear in the heads after 2 bottlenecks (v2.1+)
     channels: int = 128                               # width of the levels and heads (not given by the paper)
     prior: float = 0.001                              # π of the classification bias b = −log((1−π)/π)
+    grad: str = "custom"                              # backward: "custom" (the paper's) | "autodiff" (JAX's)
     # Anchors (§5.2.1, §5.3.5)
     min_anchor_size: float = 16                       # 8 from v2.4
     # width:height 1:1 and 1:2 until v1.8 (§5.3.5 names the 1:2 it replaced; §5.2.1 prints "1:2/3"),

@@ -3,6 +3,11 @@
 ``FaceNet(config)(images, train)`` takes ``images: [N, S, S, 3]`` RGB in [0, 1] and returns
 ``(cls_logits [N, A_total, K], box_offsets [N, A_total, 4])`` with anchors ordered as
 ``anchors.generate_anchors`` orders them (level by level, then [H, W, A]).
+
+Every convolution, normalisation and ReLU is a ``cnnlab.nn`` layer on the paper's ops; ``config.grad`` picks
+their backward (``"custom"``: the written-out equations, ``"autodiff"``: JAX's). The up-sampling of the FPN
+(nearest) and of the v2.1+ heads (bilinear) stays ``jax.image.resize``: it has no parameters and is linear,
+so JAX's gradient of it (the transposed interpolation) is exact and there is no equation to write out.
 """
 
 import math
@@ -13,19 +18,23 @@ import jax.numpy as jnp
 
 from cnnlab.facedet.anchors import anchors_per_position
 from cnnlab.facedet.config import FaceNetConfig
+from cnnlab.nn.layers import BatchNorm, Conv, op
 from cnnlab.nn.resnet import Bottleneck, ResNet, normalize_imagenet
 
 
 class ExtraLevel(nn.Module):
     """conv6 / conv7: one stride-2 3×3 convolution and two residual bottlenecks (§5.2.1, §5.3.5)."""
     channels: int
+    grad: str = "custom"
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(
-            nn.Conv(self.channels, (3, 3), strides=2, padding=1, use_bias=False)(x)))
+        g = self.grad
+        x = op("relu", g)(BatchNorm(use_running_average=not train, momentum=0.9, grad=g)(
+            Conv(self.channels, 3, stride=2, padding=1, use_bias=False, grad=g, impl=self.impl)(x)))
         for _ in range(2):
-            x = Bottleneck(self.channels // 4)(x, train)
+            x = Bottleneck(self.channels // 4, grad=g, impl=self.impl)(x, train)
         return x
 
 
@@ -36,6 +45,8 @@ class Head(nn.Module):
     channels: int
     outputs: int
     upsample: bool
+    grad: str = "custom"
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -43,36 +54,39 @@ class Head(nn.Module):
             if i == 2 and self.upsample:
                 n, h, w, c = x.shape
                 x = jax.image.resize(x, (n, 2 * h, 2 * w, c), "bilinear")
-            x = Bottleneck(self.channels // 4, norm="group")(x, train)
-        return nn.Conv(self.outputs, (3, 3), padding=1, kernel_init=nn.initializers.normal(0.01))(x)
+            x = Bottleneck(self.channels // 4, norm="group", grad=self.grad, impl=self.impl)(x, train)
+        return Conv(self.outputs, 3, padding=1, kernel_init=nn.initializers.normal(0.01), grad=self.grad,
+                    impl=self.impl)(x)
 
 
 class FaceNet(nn.Module):
+    """``config.grad`` picks every layer's backward; ``impl`` the convolutions' implementation."""
     config: FaceNetConfig
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, images, train: bool = False):
         cfg = self.config
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"FaceNet: images must be [N, S, S, 3], got shape {images.shape}")
-        c = cfg.channels
-        feats = ResNet(cfg.depth, name="backbone")(normalize_imagenet(images), train)
+        c, g, impl = cfg.channels, cfg.grad, self.impl
+        feats = ResNet(cfg.depth, grad=g, impl=impl, name="backbone")(normalize_imagenet(images), train)
         if "conv6" in cfg.levels or "conv7" in cfg.levels:
-            feats["conv6"] = ExtraLevel(c, name="conv6")(feats["conv5"], train)
+            feats["conv6"] = ExtraLevel(c, g, impl, name="conv6")(feats["conv5"], train)
         if "conv7" in cfg.levels:
-            feats["conv7"] = ExtraLevel(c, name="conv7")(feats["conv6"], train)
+            feats["conv7"] = ExtraLevel(c, g, impl, name="conv7")(feats["conv6"], train)
         # 1×1 laterals bring every level to one width so the heads can be shared.
-        maps = {lv: nn.Conv(c, (1, 1), name=f"lateral_{lv}")(feats[lv]) for lv in cfg.levels}
+        maps = {lv: Conv(c, 1, grad=g, impl=impl, name=f"lateral_{lv}")(feats[lv]) for lv in cfg.levels}
         if cfg.fpn:  # FPN top-down pathway (Lin et al. 2017): add the up-sampled coarser level, then smooth
             for fine, coarse in reversed(list(zip(cfg.levels[:-1], cfg.levels[1:]))):
                 n, h, w, _ = maps[fine].shape
                 up = jax.image.resize(maps[coarse], (n, h, w, c), "nearest")
-                maps[fine] = nn.Conv(c, (3, 3), padding=1, name=f"smooth_{fine}")(maps[fine] + up)
+                maps[fine] = Conv(c, 3, padding=1, grad=g, impl=impl, name=f"smooth_{fine}")(maps[fine] + up)
         a, k = anchors_per_position(cfg.aspect_ratios), cfg.num_classes
         # Prior π (§5.2.1): face probability π for every anchor at initialisation, b = −log((1−π)/π).
         prior_bias = -math.log((1 - cfg.prior) / cfg.prior)
-        cls_head = Head(c, a * k, cfg.upsample, name="cls_head")
-        reg_head = Head(c, a * 4, cfg.upsample, name="reg_head")
+        cls_head = Head(c, a * k, cfg.upsample, g, impl, name="cls_head")
+        reg_head = Head(c, a * 4, cfg.upsample, g, impl, name="reg_head")
         cls, reg = [], []
         for lv in cfg.levels:
             logits = cls_head(maps[lv], train)

@@ -144,6 +144,7 @@ def train_facedet(cfg: FaceNetConfig, workdir, *, data="synthetic", num_images: 
         task_config={"facedet": dataclasses.asdict(cfg), "data": str(data), "num_images": num_images,
                      "backbone_weights": start})
     results["backbone_weights"] = start
+    results["grad"] = cfg.grad
     variables, _ = train.load_best_variables(workdir, _variables_template(model, cfg))
     from cnnlab.facedet.detect import average_precision
     results["val_ap"] = average_precision(variables, cfg, val_source)

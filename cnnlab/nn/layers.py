@@ -1,7 +1,8 @@
-"""Conv, Dense, BatchNorm and MaxPool as Flax Linen modules on the ops of ``cnnlab.ops``.
+"""Conv, Dense, BatchNorm, GroupNorm and MaxPool as Flax Linen modules on the ops of ``cnnlab.ops``.
 
-Parameters use Flax's names and layouts (``kernel`` HWIO / [D_in, D_out], ``bias``, BatchNorm ``scale``,
-``bias`` and ``batch_stats`` ``mean``, ``var``), so checkpoints read like any Flax model's. ``grad`` picks
+Parameters use Flax's names and layouts (``kernel`` HWIO / [D_in, D_out], ``bias``, BatchNorm / GroupNorm
+``scale``, ``bias`` and ``batch_stats`` ``mean``, ``var``), so checkpoints read like any Flax model's and a
+``flax.linen`` layer's variables load unchanged. ``grad`` picks
 the backward pass: ``"custom"`` (the paper's equations, ``jax.custom_vjp``) or ``"autodiff"`` (the twin
 ``<op>_autodiff`` whose gradient JAX derives). Forward values are the same either way.
 """
@@ -56,7 +57,8 @@ class Conv(nn.Module):
 
 
 class Dense(nn.Module):
-    """Fully connected layer, Eq. (3), backward Eq. (15)–(18). x: [N, D_in] -> [N, features]."""
+    """Fully connected layer, Eq. (3), backward Eq. (15)–(18). x: [..., D_in] -> [..., features] (leading axes
+    are flattened into the rows of Eq. (3), as ``flax.linen.Dense`` applies to the last axis)."""
     features: int
     use_bias: bool = True
     grad: str = "custom"
@@ -67,7 +69,8 @@ class Dense(nn.Module):
         kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
         bias = (self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias
                 else jnp.zeros((self.features,), x.dtype))
-        return op("dense", self.grad)(x, kernel, bias)
+        y = op("dense", self.grad)(x.reshape(-1, x.shape[-1]), kernel, bias)
+        return y.reshape(*x.shape[:-1], self.features)
 
 
 class BatchNorm(nn.Module):
@@ -104,13 +107,38 @@ class BatchNorm(nn.Module):
         return y
 
 
-class MaxPool(nn.Module):
-    """Max pooling, Eq. (31), backward Eq. (32)–(33) (gradient to the first arg-max of each window).
-    x: [N, H, W, C] -> [N, H', W', C]."""
-    window: int = 2
-    stride: int = 2
+class GroupNorm(nn.Module):
+    """Group normalization (not in the paper), backward Eq. (48)–(50) over each example's channel groups
+    (docs/derivations.md). x: [N, ..., C] -> like x. Same parameters (``scale``, ``bias``), group options and
+    default ``eps`` (Flax's ``epsilon``, 1e-6) as ``flax.linen.GroupNorm``: give ``num_groups`` or
+    ``group_size`` (channels per group), not both."""
+    num_groups: int | None = 32
+    group_size: int | None = None
+    eps: float = 1e-6
     grad: str = "custom"
 
     @nn.compact
     def __call__(self, x):
-        return op("max_pool2d", self.grad)(x, window=self.window, stride=self.stride)
+        c = x.shape[-1]
+        if (self.num_groups is None) == (self.group_size is None):
+            raise ValueError(f"GroupNorm: give exactly one of num_groups and group_size, got "
+                             f"num_groups={self.num_groups}, group_size={self.group_size}")
+        num_groups = self.num_groups if self.group_size is None else c // self.group_size
+        if self.group_size is not None and c % self.group_size:
+            raise ValueError(f"GroupNorm: group_size={self.group_size} does not divide the {c} channels")
+        scale = self.param("scale", nn.initializers.ones, (c,))
+        bias = self.param("bias", nn.initializers.zeros, (c,))
+        return op("group_norm", self.grad)(x, scale, bias, num_groups=num_groups, eps=self.eps)
+
+
+class MaxPool(nn.Module):
+    """Max pooling, Eq. (31), backward Eq. (32)–(33) (gradient to the first arg-max of each window), over
+    the input padded with ``padding`` rows and columns of -inf. x: [N, H, W, C] -> [N, H', W', C]."""
+    window: int = 2
+    stride: int = 2
+    padding: int = 0
+    grad: str = "custom"
+
+    @nn.compact
+    def __call__(self, x):
+        return op("max_pool2d", self.grad)(x, window=self.window, stride=self.stride, padding=self.padding)

@@ -6,10 +6,17 @@ torchvision state_dict maps onto the params one name at a time (torchvision's "v
 bottleneck sits on its 3×3 convolution). Input: ``x: [N, H, W, 3]``, ImageNet-normalised RGB.
 ``ResNet(depth)(x, train)`` returns ``{"conv2": [N, H/4, W/4, C2], "conv3": …/8, "conv4": …/16,
 "conv5": …/32, "pooled": [N, C5]}`` with C5 = 512 (18, 34) or 2048 (50, 101, 152).
+
+Every layer is a ``cnnlab.nn`` module on the paper's ops (convolution Eq. (20)–(25), batch norm Eq. (34)–(50),
+max-pooling Eq. (28)–(33), ReLU): ``grad="custom"`` runs their written-out backward passes, ``"autodiff"``
+JAX's gradient of the same forward; ``impl`` picks ``ops.conv2d``'s implementation. The global average pool
+is a plain mean (its gradient, 1/(HW) to every position, is what autodiff gives).
 """
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from cnnlab.nn.layers import BatchNorm, Conv, GroupNorm, MaxPool, op
 
 # (block type, blocks per stage conv2..conv5) of each depth; He et al. 2016, Table 1.
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
@@ -18,29 +25,32 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _conv(features, kernel, stride=1, name=None):
+def _conv(features, kernel, stride, grad, impl, name=None):
     # torchvision pads k//2 on every side and has no conv biases before BatchNorm.
-    return nn.Conv(features, (kernel, kernel), strides=stride, padding=kernel // 2, use_bias=False, name=name)
+    return Conv(features, kernel, stride=stride, padding=kernel // 2, use_bias=False, grad=grad, impl=impl,
+                name=name)
 
 
-def _bn(train, name=None, zero_init=False):
+def _bn(train, grad, name=None):
     # Flax momentum 0.9 is torch's momentum 0.1; eps as torch.
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name,
-                        scale_init=nn.initializers.zeros if zero_init else nn.initializers.ones)
+    return BatchNorm(use_running_average=not train, momentum=0.9, eps=1e-5, grad=grad, name=name)
 
 
 class BasicBlock(nn.Module):
     """Two 3×3 convolutions and an identity (or 1×1 projection) shortcut; output ``planes`` channels."""
     planes: int
     stride: int = 1
+    grad: str = "custom"
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool):
-        y = nn.relu(_bn(train, "bn1")(_conv(self.planes, 3, self.stride, "conv1")(x)))
-        y = _bn(train, "bn2")(_conv(self.planes, 3, 1, "conv2")(y))
+        g, impl, relu = self.grad, self.impl, op("relu", self.grad)
+        y = relu(_bn(train, g, "bn1")(_conv(self.planes, 3, self.stride, g, impl, "conv1")(x)))
+        y = _bn(train, g, "bn2")(_conv(self.planes, 3, 1, g, impl, "conv2")(y))
         if self.stride != 1 or x.shape[-1] != self.planes:
-            x = _bn(train, "downsample_bn")(_conv(self.planes, 1, self.stride, "downsample_conv")(x))
-        return nn.relu(x + y)
+            x = _bn(train, g, "downsample_bn")(_conv(self.planes, 1, self.stride, g, impl, "downsample_conv")(x))
+        return relu(x + y)
 
 
 class Bottleneck(nn.Module):
@@ -54,23 +64,28 @@ class Bottleneck(nn.Module):
     stride: int = 1
     expansion: int = 4
     norm: str = "batch"
+    grad: str = "custom"
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool):
+        g, impl, relu = self.grad, self.impl, op("relu", self.grad)
         out = self.planes * self.expansion
-        norm = (lambda name: _bn(train, name)) if self.norm == "batch" else (
-            lambda name: nn.GroupNorm(num_groups=None, group_size=min(8, self.planes), name=name))
-        y = nn.relu(norm("bn1")(_conv(self.planes, 1, 1, "conv1")(x)))
-        y = nn.relu(norm("bn2")(_conv(self.planes, 3, self.stride, "conv2")(y)))
-        y = norm("bn3")(_conv(out, 1, 1, "conv3")(y))
+        norm = (lambda name: _bn(train, g, name)) if self.norm == "batch" else (
+            lambda name: GroupNorm(num_groups=None, group_size=min(8, self.planes), grad=g, name=name))
+        y = relu(norm("bn1")(_conv(self.planes, 1, 1, g, impl, "conv1")(x)))
+        y = relu(norm("bn2")(_conv(self.planes, 3, self.stride, g, impl, "conv2")(y)))
+        y = norm("bn3")(_conv(out, 1, 1, g, impl, "conv3")(y))
         if self.stride != 1 or x.shape[-1] != out:
-            x = norm("downsample_bn")(_conv(out, 1, self.stride, "downsample_conv")(x))
-        return nn.relu(x + y)
+            x = norm("downsample_bn")(_conv(out, 1, self.stride, g, impl, "downsample_conv")(x))
+        return relu(x + y)
 
 
 class ResNet(nn.Module):
     """ResNet of ``depth`` 18, 34, 50, 101 or 152 returning the conv2–conv5 maps and the pooled feature."""
     depth: int = 18
+    grad: str = "custom"
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -80,13 +95,14 @@ class ResNet(nn.Module):
             raise ValueError(f"ResNet: x must be [N, H, W, 3], got shape {x.shape}")
         kind, blocks = DEPTHS[self.depth]
         block = BasicBlock if kind == "basic" else Bottleneck
-        x = nn.relu(_bn(train, "bn1")(_conv(64, 7, 2, "conv1")(x)))
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        g, impl = self.grad, self.impl
+        x = op("relu", g)(_bn(train, g, "bn1")(_conv(64, 7, 2, g, impl, "conv1")(x)))
+        x = MaxPool(3, 2, padding=1, grad=g)(x)
         features = {}
         for stage, (n, planes) in enumerate(zip(blocks, (64, 128, 256, 512))):
             for i in range(n):
                 stride = 2 if i == 0 and stage > 0 else 1
-                x = block(planes, stride, name=f"layer{stage + 1}_{i}")(x, train)
+                x = block(planes, stride, grad=g, impl=impl, name=f"layer{stage + 1}_{i}")(x, train)
             features[f"conv{stage + 2}"] = x
         features["pooled"] = jnp.mean(x, axis=(1, 2))
         return features

@@ -9,6 +9,7 @@ from cnnlab.ops.dense import dense, dense_autodiff
 from cnnlab.ops.activations import relu, relu_autodiff, sigmoid, sigmoid_autodiff, tanh, tanh_autodiff
 from cnnlab.ops.batch_norm import (batch_norm, batch_norm_autodiff, batch_norm_inference,
                                    batch_norm_inference_autodiff, ewma_update)
+from cnnlab.ops.group_norm import group_norm, group_norm_autodiff
 from cnnlab.ops.softmax import cross_entropy, cross_entropy_autodiff, softmax, softmax_autodiff
 from cnnlab.ops.conv import conv1d, conv1d_autodiff
 from cnnlab.ops.conv import conv2d, conv2d_autodiff

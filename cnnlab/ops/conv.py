@@ -267,9 +267,18 @@ def _unblock(a, n):
     return a.reshape(-1, *a.shape[2:])[:n]
 
 
+def _pointwise(x, w, stride):
+    """A 1x1 kernel without padding: its patch matrix is the strided input itself, no copy to gather."""
+    oh, ow = _out_size(x.shape[1], 1, stride, 0), _out_size(x.shape[2], 1, stride, 0)
+    return x[:, :stride * (oh - 1) + 1:stride, :stride * (ow - 1) + 1:stride], w.reshape(w.shape[2:])
+
+
 def _conv2d_patches(x, w, stride, padding):
     kh, kw, c_in, c_out = w.shape
     n, h, wd, _ = x.shape
+    if kh == kw == 1 and padding == 0:  # Eq. (22) is one matmul over the channels
+        xs, w_mat = _pointwise(x, w, stride)
+        return xs @ w_mat
     index = _patch_index(h, wd, kh, kw, stride, padding)
     w_mat = w.reshape(kh * kw * c_in, c_out)
 
@@ -287,6 +296,12 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
     kh, kw, c_in, c_out = w.shape
     n, h, wd, _ = x.shape
     oh, ow = g.shape[1:3]
+    if kh == kw == 1 and padding == 0:  # Eq. (24): dx = delta W^T on the read positions; Eq. (25): x^T delta
+        xs, w_mat = _pointwise(x, w, stride)
+        zero = jnp.zeros((), g.dtype)
+        dx = lax.pad(g @ w_mat.T, zero, [(0, 0, 0), (0, h - stride * (oh - 1) - 1, stride - 1),
+                                          (0, wd - stride * (ow - 1) - 1, stride - 1), (0, 0, 0)])
+        return dx, (xs.reshape(-1, c_in).T @ g.reshape(-1, c_out)).reshape(w.shape)
     hp, wp = h + 2 * padding, wd + 2 * padding
     index = _patch_index(h, wd, kh, kw, stride, padding)
     w_mat = w.reshape(kh * kw * c_in, c_out)
@@ -308,25 +323,41 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
     return _unblock(dx, n), dw_t.T.reshape(w.shape)
 
 
-def _resolve(impl):
-    if impl == "auto":  # decided at trace time: XLA's CPU convolution is slow, cuDNN's is the fast path
-        return "patches" if jax.default_backend() == "cpu" else "xla"
-    return impl
+# impl="auto" on the CPU, per layer (measured on a 2-core AMD EPYC Zen 5, docs/performance.md 2026-12-01):
+# 1x1 kernels are one matmul on the patch path (2.7x faster than XLA's convolution forward at 128x128x128 ->
+# 32). For larger kernels XLA's forward was as fast or faster (2-10x on FaceNet's 128x128 maps at batch 1),
+# while the patch backward won where one example's patch matrix stays small (MNIST's Table 1 layers at batch
+# 50: 0.3-0.7x the time of XLA's; ResNet's 14x14 and 7x7 stages ~0.9x) and lost on large maps (ResNet-18's
+# 28x28x128 and 56x56x64 layers, 1.4-2x), so the backward takes patches up to this many entries per example.
+_PATCH_BWD_MAX_ENTRIES = 512 * 1024
+
+
+def _resolve(impl, x_shape, w_shape, stride, padding):
+    """(forward, backward) implementation, decided at trace time from the backend and the layer's shape."""
+    if impl != "auto":
+        return impl, impl
+    if jax.default_backend() != "cpu":  # cuDNN's convolutions are the fast path
+        return "xla", "xla"
+    kh, kw, c_in, _ = w_shape
+    if kh == kw == 1:
+        return "patches", "patches"
+    oh, ow = _out_size(x_shape[1], kh, stride, padding), _out_size(x_shape[2], kw, stride, padding)
+    return "xla", "patches" if oh * ow * kh * kw * c_in <= _PATCH_BWD_MAX_ENTRIES else "xla"
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv2d(x, w, stride, padding, impl):
-    fwd = _conv2d_patches if impl == "patches" else _conv2d_xla
+def _conv2d(x, w, stride, padding, impls):
+    fwd = _conv2d_patches if impls[0] == "patches" else _conv2d_xla
     return fwd(x, w, stride, padding)
 
 
-def _conv2d_fwd(x, w, stride, padding, impl):
-    return _conv2d(x, w, stride, padding, impl), (x, w)
+def _conv2d_fwd(x, w, stride, padding, impls):
+    return _conv2d(x, w, stride, padding, impls), (x, w)
 
 
-def _conv2d_bwd(stride, padding, impl, res, g):
+def _conv2d_bwd(stride, padding, impls, res, g):
     x, w = res
-    bwd = _conv2d_bwd_patches if impl == "patches" else _conv2d_bwd_xla
+    bwd = _conv2d_bwd_patches if impls[1] == "patches" else _conv2d_bwd_xla
     dx, dw = bwd(stride, padding, x, w, g)
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
@@ -340,11 +371,13 @@ def conv2d(x, w, *, stride=1, padding=0, impl="auto"):
     x: [N, H, W, C_in], w: [kh, kw, C_in, C_out] -> [N, H', W', C_out], H' = floor((H - kh + 2p) / s) + 1
     (Eq. (21); when s does not divide H - kh + 2p the last rows are never read and get zero gradient).
     Symmetric zero padding ``padding`` = p, ``stride`` = s. ``impl``: "patches" = im2row / row2im patch
-    matrices and matmuls blocked over the batch (§3.4.1; fast on the CPU), "xla" = XLA convolutions
-    (cuDNN on GPU), "auto" = patches on the CPU backend, xla elsewhere. All give the same values.
+    matrices and matmuls blocked over the batch (§3.4.1), "xla" = XLA convolutions (cuDNN on GPU),
+    "auto" = xla off the CPU; on the CPU chosen per layer and per pass (``_resolve``: patches for 1x1 kernels,
+    for larger ones XLA's forward and the patch backward unless the layer's maps are large). The backward is
+    Eq. (24)–(25) either way, and all give the same values.
     """
     _check_conv2d(x, w, stride, padding, impl)
-    return _conv2d(x, w, stride, padding, _resolve(impl))
+    return _conv2d(x, w, stride, padding, _resolve(impl, x.shape, w.shape, stride, padding))
 
 
 def conv2d_autodiff(x, w, *, stride=1, padding=0, impl="auto"):

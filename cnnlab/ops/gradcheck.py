@@ -27,6 +27,7 @@ from cnnlab.ops.activations import relu, relu_autodiff, sigmoid, sigmoid_autodif
 from cnnlab.ops.batch_norm import (batch_norm, batch_norm_autodiff, batch_norm_inference,
                                    batch_norm_inference_autodiff)
 from cnnlab.ops.dense import dense, dense_autodiff
+from cnnlab.ops.group_norm import group_norm, group_norm_autodiff
 from cnnlab.ops.softmax import cross_entropy, cross_entropy_autodiff, softmax, softmax_autodiff
 from cnnlab.ops.conv import conv1d, conv1d_autodiff, conv2d, conv2d_autodiff
 from cnnlab.ops.pooling import max_pool2d, max_pool2d_autodiff
@@ -92,6 +93,12 @@ CASES = [
          normal_and_variance((3, 4, 5, 2), (2,), (2,), (2,))),
     Case("batch_norm_inference", batch_norm_inference, batch_norm_inference_autodiff,
          normal_and_variance((6, 3), (3,), (3,), (3,))),
+    # group_norm (owner ops): groups of 1, 2 and all channels, NHWC maps and [N, C] vectors
+    Case("group_norm", group_norm, group_norm_autodiff, normal((2, 3, 4, 4), (4,), (4,)), dict(num_groups=2)),
+    Case("group_norm", group_norm, group_norm_autodiff, normal((3, 2, 5, 6), (6,), (6,)), dict(num_groups=6)),
+    Case("group_norm", group_norm, group_norm_autodiff, normal((2, 4, 3, 3), (3,), (3,)),
+         dict(num_groups=1, eps=1e-3)),
+    Case("group_norm", group_norm, group_norm_autodiff, normal((4, 12), (12,), (12,)), dict(num_groups=3)),
     Case("softmax", softmax, softmax_autodiff, normal((4, 10))),
     Case("softmax", softmax, softmax_autodiff, normal((3, 5, 2)), dict(axis=1)),
     Case("cross_entropy", cross_entropy, cross_entropy_autodiff, logits_and_labels((4, 10))),
@@ -102,7 +109,12 @@ CASES = [
       for impl in ("patches", "xla")
       for x, w, s, p in [((2, 7, 7, 3), (3, 3, 3, 4), 1, 0), ((5, 9, 8, 2), (3, 3, 2, 3), 2, 1),
                          ((3, 7, 9, 2), (2, 2, 2, 2), 3, 2), ((9, 5, 5, 1), (5, 5, 1, 2), 1, 2),
-                         ((4, 6, 7, 3), (4, 4, 3, 2), 3, 0), ((5, 8, 8, 2), (1, 1, 2, 2), 2, 0)]],
+                         ((4, 6, 7, 3), (4, 4, 3, 2), 3, 0), ((5, 8, 8, 2), (1, 1, 2, 2), 2, 0),
+                         # the ResNet / FaceNet shapes: 7x7/2 pad 3 stem, 3x3/2 pad 1, 3x3/1 pad 1, 1x1/2
+                         # projection shortcut, 1x1/1 lateral
+                         ((2, 12, 12, 3), (7, 7, 3, 4), 2, 3), ((2, 8, 8, 3), (3, 3, 3, 4), 2, 1),
+                         ((2, 6, 6, 3), (3, 3, 3, 3), 1, 1), ((2, 8, 8, 3), (1, 1, 3, 4), 2, 0),
+                         ((3, 5, 5, 4), (1, 1, 4, 3), 1, 0)]],
     # conv1d (owner conv): each implementation, causal, dilations 1-3, kernels 1-4, d(k-1) >= T
     *[Case("conv1d", conv1d, conv1d_autodiff, normal(x, w), dict(dilation=d, impl=impl))
       for impl in ("patches", "xla")
@@ -113,6 +125,10 @@ CASES = [
     Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((2, 7, 6, 2)), dict(window=3, stride=2)),
     Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((1, 5, 5, 2)), dict(window=2, stride=1)),
     Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((2, 9, 8, 1)), dict(window=3, stride=3)),
+    # padded with -inf: the ResNet stem's 3x3 / 2 / 1 on even and odd sizes, and padding on a stride-1 pool
+    Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((2, 8, 8, 2)), dict(window=3, stride=2, padding=1)),
+    Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((1, 7, 9, 2)), dict(window=3, stride=2, padding=1)),
+    Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((2, 5, 5, 1)), dict(window=2, stride=1, padding=1)),
 ]
 
 # Tolerances on the relative errors above. float64 is the target of issue 2; float32 rounding (~6e-8) is

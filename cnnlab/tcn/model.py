@@ -12,6 +12,11 @@ blocks differ only in their residual connections:
 
 ``a(h) = dropout(relu(conv(h)))`` and ``skip`` is the identity, or a 1x1 convolution where the channel count
 changes (the first block). The final ReLU after the addition follows the original TCN's ``TemporalBlock``.
+
+``mask: [N, T, 1]`` (1 at real steps, 0 at left padding) zeroes the input of every convolution at the padded
+steps. A sequence left-padded to length ``T`` then gives, at its real steps, exactly the outputs it gives alone:
+a causal convolution sees the left padding of its own input as zeros, but after one layer the padded steps
+hold ``relu(bias)`` and the residual sums, not zeros, so masking the network input alone is not enough.
 """
 
 from flax import linen as nn
@@ -32,10 +37,12 @@ class ResidualBlock(nn.Module):
     grad: str = "custom"
 
     @nn.compact
-    def __call__(self, x, first=None, *, train: bool = False, decode: bool = False):
+    def __call__(self, x, first=None, mask=None, *, train: bool = False, decode: bool = False):
         relu = op("relu", self.grad)
 
         def layer(i, h):
+            if mask is not None:
+                h = h * mask
             h = Conv1D(self.channels, self.kernel_size, self.dilation, self.padding, grad=self.grad,
                        name=f"conv{i}")(h, decode=decode)
             return Dropout(self.dropout, deterministic=not train)(relu(h))
@@ -60,6 +67,7 @@ class TemporalConvNet(nn.Module):
     dilation: ``"linear"`` (§6.3.3: ``d_b = 3b - 2``, Radical ``6b - 5``), ``"exponential"`` (``2^(b-1)``) or
         a tuple of one dilation per block.
     padding: ``"left"`` (§6.2.1) or ``"symmetric"`` (pad both sides and chomp, [33]); same outputs.
+    mask: ``[N, T, 1]``, 1 at real steps and 0 at left padding (see the module docstring), or None.
     decode: ``x`` is one time step ``[N, 1, C_in]`` and the layers read and advance the ``"cache"``
         collection (see ``cnnlab.tcn.streaming``).
     """
@@ -81,7 +89,7 @@ class TemporalConvNet(nn.Module):
         return tcn_receptive_field(self.block, self.num_blocks, self.kernel_size, self.dilation)
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False, decode: bool = False):
+    def __call__(self, x, mask=None, *, train: bool = False, decode: bool = False):
         if self.block not in CONVS_PER_BLOCK:
             raise ValueError(f"TemporalConvNet: block must be one of {sorted(CONVS_PER_BLOCK)}, "
                              f"got {self.block!r}")
@@ -90,7 +98,7 @@ class TemporalConvNet(nn.Module):
         first = None
         for d in self.dilations():
             x, first = ResidualBlock(self.block, self.channels, self.kernel_size, d, self.dropout,
-                                     self.padding, self.grad)(x, first, train=train, decode=decode)
+                                     self.padding, self.grad)(x, first, mask, train=train, decode=decode)
         return x
 
 
@@ -104,6 +112,6 @@ class TCN(TemporalConvNet):
     num_classes: int = 10
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False, decode: bool = False):
-        h = TemporalConvNet.__call__(self, x, train=train, decode=decode)
+    def __call__(self, x, mask=None, *, train: bool = False, decode: bool = False):
+        h = TemporalConvNet.__call__(self, x, mask, train=train, decode=decode)
         return Dense(self.num_classes, grad=self.grad)(h[:, -1])

@@ -18,14 +18,19 @@ class TrainConfig:
 
     The learning rate is piecewise constant: it starts at ``learning_rate`` and is multiplied by
     ``lr_scales[i]`` at step ``lr_boundaries[i]``, e.g. §6.3's warm-up and decay
-    ``lr_boundaries=(200, 1000, 70_000, 90_000), lr_scales=(10, 10, 0.1, 0.1)``.
+    ``lr_boundaries=(200, 1000, 70_000, 90_000), lr_scales=(10, 10, 0.1, 0.1)``. ``schedule="cosine"`` is
+    a linear warm-up over ``warmup_steps`` to ``learning_rate``, then a cosine decay to 0 at ``steps``.
+    ``optimizer="adamw"`` replaces SGD by AdamW (Loshchilov & Hutter), whose ``weight_decay`` is decoupled.
     """
     steps: int
     batch_size: int
     learning_rate: float
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 0.0        # L2 penalty added to the gradient (coupled, as in classic SGD)
+    weight_decay: float = 0.0        # SGD: L2 penalty added to the gradient (coupled); AdamW: decoupled
+    optimizer: str = "sgd"           # "sgd" (with momentum, the paper's) or "adamw" (not in the paper)
+    schedule: str = "piecewise"      # "piecewise" (lr_boundaries / lr_scales) or "cosine" (warm-up + cosine)
+    warmup_steps: int = 0            # for schedule="cosine"
     grad_clip_norm: float | None = None
     # Gradient of each batch computed in micro-batches of this many examples, one compiled call each, then
     # applied once: the same update for models without batch statistics, with the activation memory of a
@@ -60,6 +65,10 @@ class TrainConfig:
                               f"{self.lr_scales} must have the same length")
         if list(self.lr_boundaries) != sorted(self.lr_boundaries):
             raise CnnlabError(f"TrainConfig: lr_boundaries must increase, got {self.lr_boundaries}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise CnnlabError(f"TrainConfig: optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.schedule not in ("piecewise", "cosine"):
+            raise CnnlabError(f"TrainConfig: schedule must be 'piecewise' or 'cosine', got {self.schedule!r}")
         if self.select_mode not in ("min", "max"):
             raise CnnlabError(f"TrainConfig: select_mode must be 'min' or 'max', got {self.select_mode!r}")
         object.__setattr__(self, "lr_boundaries", tuple(int(b) for b in self.lr_boundaries))
@@ -70,7 +79,10 @@ class TrainConfig:
 
 
 def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
-    """Piecewise-constant learning rate: ``learning_rate`` times the product of the scales passed so far."""
+    """Piecewise-constant learning rate: ``learning_rate`` times the product of the scales passed so far;
+    or, for ``schedule="cosine"``, Optax's linear warm-up + cosine decay."""
+    if config.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, config.warmup_steps, config.steps)
     scales = {}
     for boundary, scale in zip(config.lr_boundaries, config.lr_scales):
         scales[boundary] = scales.get(boundary, 1.0) * scale  # repeated boundaries multiply
@@ -78,10 +90,12 @@ def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """SGD with momentum (Eq. (5)–(6) family) on the piecewise-constant schedule, optional L2 and clipping."""
+    """SGD with momentum (Eq. (5)–(6) family) on the schedule, optional L2 and clipping; or AdamW."""
     parts = []
     if config.grad_clip_norm is not None:
         parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
+    if config.optimizer == "adamw":
+        return optax.chain(*parts, optax.adamw(learning_rate_schedule(config), weight_decay=config.weight_decay))
     if config.weight_decay:
         parts.append(optax.add_decayed_weights(config.weight_decay))
     parts.append(optax.sgd(learning_rate_schedule(config), momentum=config.momentum or None,

@@ -1,0 +1,91 @@
+"""``cnnlab train sequence``, ``cnnlab eval sequence`` and ``cnnlab predict sequence``."""
+
+import dataclasses
+import json
+
+from cnnlab.errors import CnnlabError
+
+
+def _value(text: str, default):
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise CnnlabError(f"--set: expected true or false, got {text!r}")
+        return text.lower() in ("true", "1")
+    if text.lower() == "none":
+        return None
+    for kind in ((type(default),) if default is not None else (int, float)):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if default is None:
+        return text
+    raise CnnlabError(f"--set: expected a {type(default).__name__}, got {text!r}")
+
+
+def config_from_args(args):
+    """``SequenceConfig`` defaults, then the named flags, then ``--set key=value`` overrides."""
+    from cnnlab.sequence.config import default
+    config = default()
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    flags = {"data": args.data, "steps": args.steps, "num_blocks": args.num_blocks,
+             "receptive_field": args.receptive_field, "seed": args.seed}
+    updates = {k: v for k, v in flags.items() if v is not None}
+    if args.no_progress:
+        updates["progress"] = False
+    for item in args.set or []:
+        key, sep, text = item.partition("=")
+        if not sep or key not in fields:
+            raise CnnlabError(f"--set {item!r}: expected key=value with key one of {sorted(fields)}")
+        updates[key] = _value(text, getattr(config, key))
+    return dataclasses.replace(config, **updates)
+
+
+def train_main(args) -> int:
+    from cnnlab.sequence.train import train
+    results = train(config_from_args(args), args.out)
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+def eval_main(args) -> int:
+    from cnnlab.sequence.evaluation import evaluate
+    print(json.dumps(evaluate(args.checkpoint, args.data), indent=1))
+    return 0
+
+
+def predict_main(args) -> int:
+    from cnnlab.sequence.evaluation import load_run, predict, write_predictions
+    labels, probs = predict(args.checkpoint, args.data)
+    write_predictions(args.out, labels, probs, load_run(args.checkpoint).classes)
+    print(f"{len(labels)} predictions written to {args.out}")
+    return 0
+
+
+def add_parsers(commands, train, evaluate) -> None:
+    """Register ``train sequence``, ``eval sequence`` and ``predict sequence`` (creating ``predict``)."""
+    data_help = ".npz (x [N, T, C], y [N], optional lengths, x_test, y_test) or a UCR/UEA NAME_TRAIN.ts"
+    p = train.add_parser("sequence", help="TCN classifier on your own sequences (.npz or .ts)")
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--receptive-field", type=int, help="steps the model must see (default: the longest sequence)")
+    p.add_argument("--num-blocks", type=int, help="TCN blocks (default: the fewest covering the receptive field)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any SequenceConfig field (cnnlab/sequence/config.py), e.g. --set dropout=0.2")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=train_main)
+
+    p = evaluate.add_parser("sequence", help="evaluate a `cnnlab train sequence` run")
+    p.add_argument("--checkpoint", required=True, help="the run folder")
+    p.add_argument("--data", required=True, help="its test split (x_test, NAME_TEST.ts) if it has one, else all")
+    p.set_defaults(func=eval_main)
+
+    predict = commands.add_parser("predict", help="predict with a trained model").add_subparsers(
+        dest="task", required=True)
+    p = predict.add_parser("sequence", help="class predictions of a `cnnlab train sequence` run, as CSV")
+    p.add_argument("--checkpoint", required=True, help="the run folder")
+    p.add_argument("--data", required=True, help="its test split if it has one, else all of it; labels optional")
+    p.add_argument("--out", required=True, help="CSV: index, prediction, p_<class>...")
+    p.set_defaults(func=predict_main)

@@ -1,0 +1,226 @@
+"""cnnlab.sequence: the user's .npz / .ts sequences, left padding with masks, streaming, train -> eval -> predict."""
+
+import csv
+import dataclasses
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnlab import cli
+from cnnlab.errors import CnnlabError
+from cnnlab.sequence import data, evaluation as predict
+from cnnlab.sequence.config import SequenceConfig
+from cnnlab.sequence.model import SequenceClassifier, blocks_for
+from cnnlab.tcn import tcn_receptive_field
+
+
+def _perturbed(params, key):
+    """Every parameter (biases included, zero at init) moved by N(0, 1): padding leaks show up."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(tree, [p + jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+
+
+@pytest.mark.parametrize("block,readout", [("single", "last"), ("double", "mean"), ("radical", "last")])
+def test_left_padded_sequence_gives_the_output_it_gives_alone(block, readout):
+    model = SequenceClassifier(3, block, 2, channels=4, kernel_size=3, dropout=0.0, readout=readout)
+    alone = jax.random.normal(jax.random.key(0), (1, 7, 2))
+    padded = jnp.concatenate([jnp.zeros((1, 5, 2)), alone], axis=1)
+    mask = (jnp.arange(12) >= 5).astype(jnp.float32)[None, :, None]
+    params = _perturbed(model.init(jax.random.key(1), alone, jnp.ones((1, 7, 1)))["params"], jax.random.key(2))
+    expected = model.apply({"params": params}, alone, jnp.ones((1, 7, 1)))
+    np.testing.assert_allclose(model.apply({"params": params}, padded, mask), expected, rtol=1e-5, atol=1e-5)
+    # Zero input padding alone is not exact: after one layer the padded steps hold relu(bias), not zeros.
+    leaky = SequenceClassifier(3, block, 2, channels=4, kernel_size=3, dropout=0.0, readout="last")
+    unmasked = leaky.apply({"params": params}, padded, jnp.ones((1, 12, 1)))
+    assert np.max(np.abs(unmasked - leaky.apply({"params": params}, alone, jnp.ones((1, 7, 1))))) > 1e-3
+
+
+@pytest.mark.parametrize("readout", ["last", "mean"])
+def test_stream_step_matches_the_model_on_every_prefix(readout):
+    model = SequenceClassifier(2, "single", 2, channels=4, kernel_size=3, dropout=0.0, readout=readout)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    ones = jnp.ones((2, 5, 1))
+    params = _perturbed(model.init(jax.random.key(1), x, ones)["params"], jax.random.key(2))
+    mean, std = np.array([0.5, -1.0, 2.0], np.float32), np.array([2.0, 1.0, 0.5], np.float32)
+    run = predict.Run(model, params, SequenceConfig(), np.array([0, 1]), mean, std, 3)
+    step = jax.jit(lambda state, x_t: predict.stream_step(run, state, x_t))
+    state = predict.stream_init(run, batch_size=2)
+    for t in range(5):
+        logits, state = step(state, x[:, t])
+        whole = model.apply({"params": params}, (x[:, :t + 1] - mean) / std, ones[:, :t + 1])
+        np.testing.assert_allclose(logits, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_blocks_for_gives_the_fewest_blocks_covering_the_receptive_field():
+    for length in (10, 24, 150, 1460):
+        b = blocks_for(length, "single", 5, "exponential")
+        assert tcn_receptive_field("single", b, 5, "exponential") >= length
+        assert b == 1 or tcn_receptive_field("single", b - 1, 5, "exponential") < length
+
+
+def test_unit_norm_init_gives_unit_filters_and_lecun_skip():
+    from cnnlab.sequence.train import unit_norm_init
+    model = SequenceClassifier(2, "single", 2, channels=64, kernel_size=3, dropout=0.0)
+    variables = unit_norm_init(model.init(jax.random.key(0), jnp.zeros((1, 4, 16)), jnp.ones((1, 4, 1))))
+    block = variables["params"]["tcn"]["ResidualBlock_0"]
+    v, g = block["conv1"]["kernel"], block["conv1"]["scale"]
+    w = g * v / jnp.sqrt(jnp.sum(v * v, axis=(0, 1)))  # Conv1D's weight norm
+    np.testing.assert_allclose(jnp.sqrt(jnp.sum(w * w, axis=(0, 1))), 1.0, rtol=1e-5)
+    assert np.std(block["skip"]["kernel"]) == pytest.approx(1 / np.sqrt(16), rel=0.1)
+
+
+def test_npz_lengths_move_the_real_steps_to_the_end(tmp_path):
+    x = np.arange(2 * 4 * 1, dtype=np.float32).reshape(2, 4, 1) + 1
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1]), lengths=np.array([2, 4]))
+    seqs = data.read(tmp_path / "d.npz")
+    np.testing.assert_array_equal(seqs.x[:, :, 0], [[0, 0, 1, 2], [5, 6, 7, 8]])
+    np.testing.assert_array_equal(seqs.mask[:, :, 0], [[0, 0, 1, 1], [1, 1, 1, 1]])
+    assert data.read(tmp_path / "d.npz", "test") is None
+
+
+def test_channel_stats_ignore_the_padding():
+    seqs = data.Sequences(*data.left_pad([np.array([[1.0, 10.0], [3.0, 30.0]]), np.array([[5.0, 50.0]])]), None)
+    mean, std = data.channel_stats(seqs)
+    np.testing.assert_allclose(mean, [3.0, 30.0])
+    np.testing.assert_allclose(std, [np.std([1, 3, 5]), np.std([10, 30, 50])], rtol=1e-6)
+
+
+def test_validation_split_is_stratified_and_seeded():
+    y = np.array([0] * 10 + [1] * 4 + [2] * 2)
+    train, val = data.validation_split(y, 0.2, seed=3)
+    assert sorted(np.concatenate([train, val])) == list(range(16))
+    assert np.bincount(y[val]).tolist() == [2, 1, 1] and set(y[train]) == {0, 1, 2}
+    np.testing.assert_array_equal(val, data.validation_split(y, 0.2, seed=3)[1])
+
+
+@pytest.mark.parametrize("arrays,message", [
+    ({"x": np.zeros((2, 3, 1)), "y": np.array([0.0, 0.5])}, "integer class labels"),
+    ({"x": np.zeros((2, 3, 1)), "y": np.array(["a", "b"])}, "integer class labels"),
+    ({"x": np.array([[0.0, np.nan, 1.0], [1, 2, 3]]), "y": np.array([0, 1])}, "NaN"),
+    ({"x": np.zeros((2, 3, 1)), "y": np.array([0, 1]), "lengths": np.array([0, 3])}, "lengths must be"),
+])
+def test_bad_npz_raises_a_one_line_error(tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(CnnlabError, match=message) as e:
+        data.read(tmp_path / "d.npz")
+    assert "\n" not in str(e.value)
+
+
+def test_ragged_npz_needs_lengths(tmp_path):
+    x = np.empty(2, object)
+    x[:] = [np.zeros((3, 1)), np.zeros((2, 1))]
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1]))
+    with pytest.raises(CnnlabError, match="ragged.*lengths"):
+        data.read(tmp_path / "d.npz")
+
+
+def test_nan_in_the_padding_past_lengths_is_ignored(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.array([[1.0, np.nan], [1.0, 2.0]]), y=[0, 1], lengths=np.array([1, 2]))
+    assert np.isfinite(data.read(tmp_path / "d.npz").x).all()
+
+
+def _write_ts(path, series, labels, classes):
+    """A .ts file: series is a list of [C, T_i] lists."""
+    lines = ["# test data", f"@problemName {path.stem}", "@timeStamps false",
+             f"@univariate {'true' if len(series[0]) == 1 else 'false'}",
+             f"@dimensions {len(series[0])}", "@equalLength false",
+             f"@classLabel true {' '.join(classes)}", "@data"]
+    lines += [":".join(",".join(f"{v:g}" for v in ch) for ch in s) + f":{label}" for s, label in zip(series, labels)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_ts_unequal_multivariate_is_left_padded(tmp_path):
+    _write_ts(tmp_path / "toy_TRAIN.ts", [[[1, 2, 3], [4, 5, 6]], [[7, 8], [9, 10]]], ["a", "b"], ["a", "b"])
+    seqs = data.read(tmp_path / "toy_TRAIN.ts")
+    np.testing.assert_array_equal(seqs.x[1], [[0, 0], [7, 9], [8, 10]])
+    np.testing.assert_array_equal(seqs.lengths, [3, 2])
+    assert seqs.y.tolist() == ["a", "b"] and data.read(tmp_path / "toy_TRAIN.ts", "test") is None
+
+
+def test_ts_that_does_not_parse_names_the_line(tmp_path):
+    _write_ts(tmp_path / "bad_TRAIN.ts", [[[1, 2, 3]], [[4, 5, 6]]], ["a", "b"], ["a", "b"])
+    text = (tmp_path / "bad_TRAIN.ts").read_text().replace("4,5,6", "4,x,6")
+    (tmp_path / "bad_TRAIN.ts").write_text(text)
+    with pytest.raises(CnnlabError, match=r"bad_TRAIN\.ts:10: not a valid \.ts file"):
+        data.read(tmp_path / "bad_TRAIN.ts")
+
+
+def test_ts_without_aeon_names_the_extra(tmp_path, monkeypatch):
+    _write_ts(tmp_path / "toy_TRAIN.ts", [[[1, 2]], [[3, 4]]], ["a", "b"], ["a", "b"])
+    monkeypatch.setitem(sys.modules, "aeon.datasets", None)
+    with pytest.raises(CnnlabError, match=r"cnnlab\[sequence\]"):
+        data.read(tmp_path / "toy_TRAIN.ts")
+
+
+def _synthetic(n, seed):
+    """Two classes a TCN must tell apart from the dynamics: a slow or a fast sine (random phase and
+    amplitude) in channel 0, noise in channel 1; lengths 12-24."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    lengths = rng.integers(12, 25, n)
+    x = np.zeros((n, 24, 2), np.float32)
+    for i in range(n):
+        t = np.arange(lengths[i])
+        x[i, :lengths[i], 0] = rng.uniform(0.5, 2) * np.sin((0.3 if y[i] else 1.2) * t + rng.uniform(0, 6.3))
+        x[i, :lengths[i], 1] = rng.normal(size=lengths[i])
+    return x + 3.0, y * 5 + 2, lengths  # offset inputs, labels 2 and 7: standardisation and class maps matter
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sequence")
+    x, y, lengths = _synthetic(96, 0)
+    xt, yt, lt = _synthetic(48, 1)
+    np.savez(root / "toy.npz", x=x, y=y, lengths=lengths, x_test=xt, y_test=yt, lengths_test=lt)
+    args = ["train", "sequence", "--data", str(root / "toy.npz"), "--out", str(root / "run"), "--steps", "150",
+            "--no-progress", "--set", "channels=8", "--set", "kernel_size=3", "--set", "eval_every=50",
+            "--set", "learning_rate=0.01"]
+    assert cli.main(args) == 0
+    return root, xt, yt, lt
+
+
+def test_train_eval_predict_round_trip_learns_the_dynamics(trained, capsys):
+    root, xt, yt, lt = trained
+    import json
+    results = json.loads((root / "run" / "results.json").read_text())
+    assert results["test_accuracy"] >= 0.85  # chance is 0.5
+    capsys.readouterr()
+    assert cli.main(["eval", "sequence", "--checkpoint", str(root / "run"), "--data", str(root / "toy.npz")]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["accuracy"] == pytest.approx(results["test_accuracy"])
+    assert cli.main(["predict", "sequence", "--checkpoint", str(root / "run"), "--data", str(root / "toy.npz"),
+                     "--out", str(root / "preds.csv")]) == 0
+    rows = list(csv.DictReader(open(root / "preds.csv")))
+    assert list(rows[0]) == ["index", "prediction", "p_2", "p_7"]
+    predicted = np.array([int(r["prediction"]) for r in rows])
+    assert np.mean(predicted == yt) == pytest.approx(evaluated["accuracy"])
+
+
+def test_eval_reads_ts_like_npz(trained, tmp_path):
+    root, xt, yt, lt = trained
+    series = [[list(xt[i, :lt[i], c]) for c in range(2)] for i in range(len(xt))]
+    _write_ts(tmp_path / "toy_TEST.ts", series, [str(v) for v in yt], ["2", "7"])
+    assert (predict.evaluate(root / "run", tmp_path / "toy_TEST.ts")["accuracy"]
+            == pytest.approx(predict.evaluate(root / "run", root / "toy.npz")["accuracy"], abs=1e-6))
+    labels, _ = predict.predict(root / "run", tmp_path / "toy_TEST.ts")
+    expected, _ = predict.predict(root / "run", root / "toy.npz")
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_unknown_label_and_channel_mismatch_raise(trained, tmp_path):
+    root, xt, yt, lt = trained
+    np.savez(tmp_path / "three.npz", x=np.zeros((4, 5, 3)), y=[2, 7, 2, 7])
+    with pytest.raises(CnnlabError, match="3 channels.*trained on 2"):
+        predict.evaluate(root / "run", tmp_path / "three.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros((2, 5, 2)), y=[2, 3])
+    with pytest.raises(CnnlabError, match="label 3, which the training set does not have"):
+        predict.evaluate(root / "run", tmp_path / "other.npz")
+    np.savez(tmp_path / "mixed.npz", x=np.zeros((4, 5, 2)), y=[2, 7, 2, 7], x_test=np.zeros((2, 5, 1)), y_test=[2, 7])
+    config = dataclasses.replace(SequenceConfig(), data=str(tmp_path / "mixed.npz"))
+    from cnnlab.sequence import train
+    with pytest.raises(CnnlabError, match="2 channels, the test data 1"):
+        train(config, tmp_path / "run")
