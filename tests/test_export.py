@@ -223,7 +223,8 @@ def test_exported_captioner_decodes_a_coco_image_as_greedy_does(fmt, caption_run
     feature_got, greedy = run_exported(tmp_path, [(fmt, "call", out, {"images": images}),
                                                   (fmt, "greedy", out, {"images": images,
                                                                         "max_length": config.max_length})])
-    np.testing.assert_allclose(feature_got["feature"], feature, rtol=1e-4, atol=1e-3)
+    # float32 sums: errors scale with the largest terms (a barely trained encoder's features reach ~1e9).
+    np.testing.assert_allclose(feature_got["feature"], feature, rtol=1e-4, atol=1e-5 * np.abs(feature).max())
     np.testing.assert_array_equal(greedy["tokens"], tokens)
 
 
