@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     sequence_cli.add_parsers(commands, train, evaluate)
     from cnnlab.nn import resnet_weights
     resnet_weights.add_parser(commands)
+    from cnnlab.export import cli as export_cli
+    export_cli.add_parser(commands)
     return parser
 
 

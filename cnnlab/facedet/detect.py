@@ -26,6 +26,21 @@ from cnnlab.facedet.model import FaceNet
 NMS_IOU = 0.4  # as RetinaFace-style face detectors; the paper does not give its value
 
 
+def decoded_detections(variables, images, *, config: FaceNetConfig, model: FaceNet | None = None):
+    """images: [N, S, S, 3] RGB in [0, 1] -> (boxes [N, A, 4] x1 y1 x2 y2 pixels, scores [N, A]) of every
+    anchor, before NMS. ``model``: ``FaceNet(config)`` unless given (e.g. with other layer implementations)."""
+    if images.shape[1:] != (config.image_size, config.image_size, 3):
+        raise ValueError(f"detect: images must be [N, {config.image_size}, {config.image_size}, 3], got {images.shape}")
+    anchors, _ = generate_anchors(config.image_size, config.levels, min_size=config.min_anchor_size,
+                                  aspect_ratios=config.aspect_ratios, upsample=config.upsample)
+    cls_logits, box_offsets = (model or FaceNet(config)).apply(variables, images, train=False)
+    if config.num_classes == 2:
+        scores = jax.nn.softmax(cls_logits, axis=-1)[..., 1]
+    else:
+        scores = jax.nn.sigmoid(cls_logits[..., 0])
+    return jnp.clip(decode(box_offsets, anchors[None]), 0, config.image_size), scores
+
+
 @functools.partial(jax.jit, static_argnames=("config", "max_detections"))
 def detect(variables, images, *, config: FaceNetConfig, max_detections: int = 100):
     """images: [N, S, S, 3] RGB in [0, 1], S = ``config.image_size``.
@@ -33,22 +48,14 @@ def detect(variables, images, *, config: FaceNetConfig, max_detections: int = 10
     Returns (boxes [N, M, 4] x1 y1 x2 y2 pixels, scores [N, M], valid [N, M]) with M = ``max_detections``,
     best first; threshold the scores as the use requires.
     """
-    if images.shape[1:] != (config.image_size, config.image_size, 3):
-        raise ValueError(f"detect: images must be [N, {config.image_size}, {config.image_size}, 3], got {images.shape}")
-    anchors, _ = generate_anchors(config.image_size, config.levels, min_size=config.min_anchor_size,
-                                  aspect_ratios=config.aspect_ratios, upsample=config.upsample)
-    cls_logits, box_offsets = FaceNet(config).apply(variables, images, train=False)
-    if config.num_classes == 2:
-        scores = jax.nn.softmax(cls_logits, axis=-1)[..., 1]
-    else:
-        scores = jax.nn.sigmoid(cls_logits[..., 0])
-    boxes = jnp.clip(decode(box_offsets, anchors[None]), 0, config.image_size)
+    boxes, scores = decoded_detections(variables, images, config=config)
+    return jax.vmap(functools.partial(image_detections, max_detections=max_detections))(boxes, scores)
 
-    def one(b, s):
-        idx, valid = nms(b, s, iou_threshold=NMS_IOU, max_outputs=max_detections)
-        return b[idx], s[idx], valid
 
-    return jax.vmap(one)(boxes, scores)
+def image_detections(boxes, scores, *, max_detections: int = 100):
+    """NMS on one image's boxes [A, 4] and scores [A] -> (boxes [M, 4], scores [M], valid [M]), best first."""
+    idx, valid = nms(boxes, scores, iou_threshold=NMS_IOU, max_outputs=max_detections)
+    return boxes[idx], scores[idx], valid
 
 
 def average_precision(variables, cfg: FaceNetConfig, source, batch_size: int | None = None) -> float:
