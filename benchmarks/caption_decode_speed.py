@@ -4,7 +4,7 @@ The paper-size TCN decoder (18 Single blocks, kernel 2, 256 channels, 512-d embe
 ResNet-18 feature, random weights (speed does not depend on them). Both decoders produce the same tokens
 (tests/test_caption_model.py); this measures how long each takes after compilation.
 
-    python -m benchmarks.caption_decode_speed [--batch 8] [--max-length 20] [--image-size 64]   (from the repository root)
+    python -m benchmarks.caption_decode_speed [--batch 8] [--max-length 20] [--image-size 64]  # repository root
 """
 
 import argparse

@@ -92,7 +92,7 @@ def main(argv=None):
     print("\nms/step  layer")
     for (layer, direction), ms in sorted(by_layer.items(), key=lambda kv: -kv[1]):
         print(f"{ms:7.2f}  {layer} {direction}")
-    print(f"\nms/step  calls/step  op (layer, shape)")
+    print("\nms/step  calls/step  op (layer, shape)")
     for (name, layer, direction, shape), ms in by_op.most_common(args.top):
         print(f"{ms:7.2f}  {count[name]:10.0f}  {name} ({layer} {direction}, {shape})")
 

@@ -83,7 +83,8 @@ def test_assign_thresholds_and_gives_every_face_its_best_anchor():
 def test_anchor_targets_encode_the_matched_face():
     anchors = jnp.array([[0, 0, 10, 10], [20, 20, 40, 40]], jnp.float32)
     gt = jnp.array([[1, 1, 11, 11], [0, 0, 0, 0]], jnp.float32)
-    labels, targets = jax.vmap(lambda g, v: anchor_targets(anchors, g, v, threshold=0.5))(gt[None], jnp.array([[True, False]]))
+    labels, targets = jax.vmap(lambda g, v: anchor_targets(anchors, g, v, threshold=0.5))(
+        gt[None], jnp.array([[True, False]]))
     assert labels.tolist() == [[1, 0]]
     np.testing.assert_allclose(targets[0, 0], [0.1, 0.1, 0, 0], atol=1e-6)
 

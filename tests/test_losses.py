@@ -94,7 +94,8 @@ def test_losses_vectorise_with_vmap_and_jit():
 
 
 def test_losses_reject_bad_arguments():
-    with pytest.raises(ValueError, match=r"binary_cross_entropy: logits and targets must have the same shape, got \(3,\) and \(2,\)"):
+    with pytest.raises(ValueError, match=r"binary_cross_entropy: logits and targets must have the same shape, got "
+                                         r"\(3,\) and \(2,\)"):
         binary_cross_entropy(jnp.zeros(3), jnp.zeros(2))
     with pytest.raises(TypeError, match="focal_loss: logits must be a floating-point array"):
         focal_loss(jnp.zeros(3, jnp.int32), jnp.zeros(3))

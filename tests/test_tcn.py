@@ -160,9 +160,9 @@ def test_paper_schedule_and_its_scaled_version():
 
     schedule = learning_rate_schedule(single_seqmnist())
     # §6.3.3: 0.001, x10 after 200 and after 1 000 iterations, /10 after 70 000 and 90 000.
-    for step, lr in [(0, 1e-3), (199, 1e-3), (200, 1e-2), (1_000, 1e-1), (69_999, 1e-1), (70_000, 1e-2),
+    for i, lr in [(0, 1e-3), (199, 1e-3), (200, 1e-2), (1_000, 1e-1), (69_999, 1e-1), (70_000, 1e-2),
                      (90_000, 1e-3)]:
-        np.testing.assert_allclose(schedule(step), lr, rtol=1e-6)
+        np.testing.assert_allclose(schedule(i), lr, rtol=1e-6)
     assert single_pmnist().lr_boundaries == (200, 1_000, 130_000, 180_000)
     assert single_pmnist().steps == 200_000 and single_seqmnist().batch_size == 100
     assert scaled_schedule(single_seqmnist(), 100_000) == single_seqmnist()

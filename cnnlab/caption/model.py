@@ -122,7 +122,8 @@ class CaptionModel(nn.Module):
         return self.head(h), state
 
     def __call__(self, images, tokens, *, train: bool = False):
-        """Teacher-forced logits ``[N, L, V]``: step ``t`` predicts ``tokens[:, t]`` from the feature and ``tokens[:, :t]``."""
+        """Teacher-forced logits ``[N, L, V]``: step ``t`` predicts ``tokens[:, t]`` from the feature and
+        ``tokens[:, :t]``."""
         if tokens.ndim != 2 or tokens.shape[0] != images.shape[0]:
             raise ValueError(f"CaptionModel: tokens must be [N, L] with N = {images.shape[0]} images, "
                              f"got shape {tokens.shape}")

@@ -42,8 +42,8 @@ def ohem_mask(losses, boxes, *, top_k: int, per_image: bool):
     n, a = losses.shape
     pre = min(8 * top_k, a)
     if per_image:
-        def one(l, b):
-            idx, valid = nms(b, l, iou_threshold=OHEM_NMS_IOU, max_outputs=top_k, pre_nms_top_k=pre)
+        def one(image_losses, b):
+            idx, valid = nms(b, image_losses, iou_threshold=OHEM_NMS_IOU, max_outputs=top_k, pre_nms_top_k=pre)
             return jnp.zeros(a, bool).at[idx].max(valid)
         return jax.vmap(one)(losses, boxes)
     shift = (jnp.arange(n, dtype=boxes.dtype) * 1e5)[:, None, None]

@@ -13,7 +13,6 @@ Nothing downloads implicitly: ``cnnlab weights resnet18`` fetches torchvision's 
 the SHA-256 prefix torchvision writes into its file name.
 """
 
-import argparse
 import functools
 import hashlib
 import os

@@ -14,4 +14,10 @@ from cnnlab.ops.softmax import cross_entropy, cross_entropy_autodiff, softmax, s
 from cnnlab.ops.conv import conv1d, conv1d_autodiff
 from cnnlab.ops.conv import conv2d, conv2d_autodiff
 from cnnlab.ops.pooling import max_pool2d, max_pool2d_autodiff
-from cnnlab.ops.losses import binary_cross_entropy, focal_loss, smooth_l1  # noqa: F401  (owner facedet)
+from cnnlab.ops.losses import binary_cross_entropy, focal_loss, smooth_l1
+
+__all__ = ["batch_norm", "batch_norm_autodiff", "batch_norm_inference", "batch_norm_inference_autodiff",
+           "binary_cross_entropy", "conv1d", "conv1d_autodiff", "conv2d", "conv2d_autodiff", "cross_entropy",
+           "cross_entropy_autodiff", "dense", "dense_autodiff", "ewma_update", "focal_loss", "group_norm",
+           "group_norm_autodiff", "max_pool2d", "max_pool2d_autodiff", "relu", "relu_autodiff", "sigmoid",
+           "sigmoid_autodiff", "smooth_l1", "softmax", "softmax_autodiff", "tanh", "tanh_autodiff"]
