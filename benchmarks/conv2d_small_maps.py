@@ -1,4 +1,4 @@
-"""Why ``conv2d`` misses issue 8's 2.5x-over-autodiff target on Table 1's small maps, measured in one run.
+"""Why ``conv2d`` gains less than 2.5x over autodiff on Table 1's small maps, measured in one run.
 
     python -m benchmarks.conv2d_small_maps [--repeats 20]
 

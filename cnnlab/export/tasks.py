@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from cnnlab import train
 from cnnlab.errors import CnnlabError
 from cnnlab.export.signature import Function, Tensor
 
@@ -37,6 +36,10 @@ def inference_model(module):
     return module.clone(**{k: v for k, v in (("grad", "autodiff"), ("impl", "xla")) if k in fields})
 
 
+# ``config.json``'s task name -> the export's (the TCN trains on the "seqmnist" task).
+_RUN_TASKS = {"mnist": "mnist", "seqmnist": "tcn", "facedet": "facedet", "caption": "caption"}
+
+
 def run_task(workdir) -> tuple[str, dict]:
     """(task name, the ``task`` entry of ``config.json``) of a training run folder."""
     workdir = Path(workdir)
@@ -44,15 +47,12 @@ def run_task(workdir) -> tuple[str, dict]:
     if not path.is_file():
         raise CnnlabError(f"export: {workdir} is not a training run folder (no config.json); pass the folder "
                           "given to `cnnlab train ... --out`")
-    task = json.loads(path.read_text()).get("task", {})
-    if task.get("task") == "mnist":
-        return "mnist", task
-    if task.get("task") == "seqmnist":
-        return "tcn", task
-    if task.get("task") == "facedet" or "facedet" in task:
-        return "facedet", task
-    if task.get("task") == "caption" or ("decoder" in task and (workdir / "vocab.json").is_file()):
-        return "caption", task
+    try:
+        task = json.loads(path.read_text()).get("task", {})
+    except ValueError as e:
+        raise CnnlabError(f"export: {path} is not valid JSON ({e})") from None
+    if task.get("task") in _RUN_TASKS:
+        return _RUN_TASKS[task["task"]], task
     raise CnnlabError(f"export: cannot tell which task wrote {path}; export supports runs of {', '.join(TASKS)}")
 
 
@@ -80,25 +80,21 @@ def load_functions(workdir, *, nms: bool = True) -> tuple[str, list, dict]:
     return task_name, functions, source_run(workdir, task_name, task)
 
 
-def _template(model, *example):
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), *example, train=False))
-
-
 # ---------------------------------------------------------------- MNIST
 
 
 def _mnist(workdir, task) -> list:
-    from cnnlab.mnist.models import MODELS
+    from cnnlab.mnist.train import load_trained
 
-    template = _template(MODELS[task["model"]](), np.zeros((1, 28, 28, 1), np.float32))
-    return mnist_functions(task["model"], train.load_best_variables(workdir, template)[0])
+    _, variables, config = load_trained(workdir)
+    return mnist_functions(config.model, variables)
 
 
 def mnist_functions(name: str, variables) -> list:
     """The MNIST export of model ``name`` (``"cnn"`` | ``"mlp"``) with ``variables``."""
-    from cnnlab.mnist.models import MODELS
+    from cnnlab.mnist.model import make_model
 
-    network = inference_model(MODELS[name]())
+    network = inference_model(make_model(name))
 
     def logits(images):
         return (network.apply(variables, images.astype(jnp.float32) / 255.0, train=False),)  # as mnist.train
@@ -158,16 +154,13 @@ def _step_notes(size: int, inputs: str) -> dict:
 
 def _tcn(workdir, task) -> list:
     from cnnlab.tcn.data import SEQUENCE_LENGTH, permutation, to_sequences
-    from cnnlab.tcn.model import TCN
     from cnnlab.tcn.streaming import init_cache, step
+    from cnnlab.tcn.train import load_trained
 
-    fields = {f.name for f in dataclasses.fields(TCN)} - {"parent", "name"}
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in task.items() if k in fields}
-    model = inference_model(TCN(**settings))
-    template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, SEQUENCE_LENGTH, 1))))
-    variables, _ = train.load_best_variables(workdir, {"params": template["params"], "batch_stats": {}})
+    model, variables, config = load_trained(workdir)
+    model = inference_model(model)
     params = variables["params"]
-    order = permutation(task["permutation_seed"]) if task.get("permuted") else np.arange(SEQUENCE_LENGTH)
+    order = permutation(config.permutation_seed) if config.permuted else np.arange(SEQUENCE_LENGTH)
     layout = cache_layout(jax.eval_shape(lambda: init_cache(model, params, 1, 1)))
     size = state_size(layout)
 
@@ -180,11 +173,11 @@ def _tcn(workdir, task) -> list:
         logits, cache = step(model, params, unpack_state(state, layout), x_t)
         return logits, pack_state(cache, layout)
 
-    name = f"TCN {task['block']} on {'Permuted' if task.get('permuted') else 'Sequential'} MNIST (§6.3)"
+    name = f"TCN {config.block} on {'Permuted' if config.permuted else 'Sequential'} MNIST (§6.3)"
     images = Tensor("images", ("N", 28, 28), "uint8", "MNIST digits, raw pixels as in the IDX files")
     logits = Tensor("logits", ("N", 10), "float32", "scores of the digits 0-9 after the last pixel")
     order_note = ({"pixel_order": order.tolist(), "pixel_order_meaning": "step t reads pixel pixel_order[t] of the "
-                   "row-major image (the PMNIST permutation, §6.3.2)"} if task.get("permuted") else
+                   "row-major image (the PMNIST permutation, §6.3.2)"} if config.permuted else
                   {"pixel_order": "row-major: step t reads pixel t of image.reshape(784)"})
     step_fn = Function(
         "step", stream_step,
@@ -204,7 +197,7 @@ def _tcn(workdir, task) -> list:
 def _facedet(workdir, task, *, nms: bool = True) -> list:
     from cnnlab.facedet.train import load_trained
 
-    cfg, variables = load_trained(workdir)
+    _, variables, cfg = load_trained(workdir)
     return facedet_functions(cfg, variables, nms=nms)
 
 
@@ -250,10 +243,11 @@ def facedet_functions(cfg, variables, *, nms: bool = True) -> list:
 
 def _caption(workdir, task) -> list:
     from cnnlab.caption.model import CaptionModel
-    from cnnlab.caption.train import load_captioner
+    from cnnlab.caption.train import load_trained, load_vocab
     from cnnlab.caption.vocab import EOS_ID, PAD_ID, UKN_ID
 
-    model, variables, vocab, config = load_captioner(workdir)
+    model, variables, config = load_trained(workdir)
+    vocab = load_vocab(workdir)
     model = inference_model(model)
     s, e, v = config.image_size, model.embed_dim, model.vocab_size
     feature0 = jnp.zeros((1, e))
