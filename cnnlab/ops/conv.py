@@ -101,7 +101,7 @@ def conv1d_autodiff(x, w, *, dilation=1, impl="auto"):
     """Causal dilated convolution (Eq. (63)–(64)), gradient derived by JAX. Same signature as ``conv1d``.
 
     ``impl`` picks the forward that JAX differentiates, as in ``conv1d``, so custom and autodiff differ only in
-    the backward. (``conv2d_autodiff`` always differentiates ``lax.conv``, the reference benchmarks compare with; for the
+    the backward. (``conv2d_autodiff`` always differentiates ``lax.conv``, the benchmarks' reference; for the
     TCN on a GPU that would mean cuDNN's dilated convolution, 7x slower than the tap matmuls.)
     """
     _check_conv1d(x, w, dilation, impl)
