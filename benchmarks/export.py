@@ -77,13 +77,13 @@ def bench(name, function, reference, inputs, args) -> dict:
 
 
 def mnist_case(batch: int, args) -> dict:
-    from cnnlab.mnist.models import make_model
+    from cnnlab.mnist.model import make_model
     from cnnlab.mnist.train import inputs as mnist_inputs
 
     network = make_model("cnn", "custom")
     variables = jax.jit(lambda x: network.init(jax.random.key(0), x, train=False))(jnp.zeros((1, 28, 28, 1)))
     x = np.random.default_rng(0).integers(0, 256, (batch, 28, 28, 1)).astype(np.uint8)
-    apply = jax.jit(lambda v, images: network.apply(v, *mnist_inputs({"image": images[..., 0]}), train=False))
+    apply = jax.jit(lambda v, images: network.apply(v, *mnist_inputs({"x": images[..., 0]}), train=False))
     (function,) = mnist_functions("cnn", variables)
     return bench(f"Table 1 CNN, batch {batch}", function, lambda: apply(variables, x), [x], args)
 
@@ -91,9 +91,9 @@ def mnist_case(batch: int, args) -> dict:
 def facenet_case(args) -> dict:
     from cnnlab.facedet.detect import detect
     from cnnlab.facedet.model import FaceNet
-    from cnnlab.facedet.train import load_config
+    from cnnlab.facedet.config import v2_4
 
-    cfg = dataclasses.replace(load_config("v2_4"), image_size=512)
+    cfg = dataclasses.replace(v2_4(), image_size=512)
     variables = jax.jit(lambda x: FaceNet(cfg).init(jax.random.key(0), x))(jnp.zeros((1, 512, 512, 3)))
     x = np.random.default_rng(0).integers(0, 256, (1, 512, 512, 3)).astype(np.uint8)
     (function,) = facedet_functions(cfg, variables)

@@ -57,56 +57,61 @@ def _mnist_digits(n):
 @pytest.fixture(scope="module")
 def mnist_run(tmp_path_factory):
     from cnnlab.mnist import train as mnist_train
+    from cnnlab.mnist.config import default
 
-    data = load_mnist()
-    small = {"train": data["train"], "val": data["val"], "test": data["test"]}
-    small = {k: train.ArraySource(image=x[:40], label=y[:40]) for k, (x, y) in small.items()}
+    small = {k: train.ArraySource(x=x[:40], y=y[:40]) for k, (x, y) in load_mnist().items()}
     workdir = tmp_path_factory.mktemp("mnist-run")
-    config = train.TrainConfig(steps=3, batch_size=10, learning_rate=0.05, eval_every=3, checkpoint_every=3,
-                               eval_batch_size=20, select_metric="accuracy", select_mode="max", progress=False)
+    config = dataclasses.replace(default(), model="cnn", grad="custom", steps=3, batch_size=10, learning_rate=0.05,
+                                 lr_boundaries=(), lr_scales=(), eval_every=3, checkpoint_every=3,
+                                 eval_batch_size=20, progress=False)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(mnist_train, "sources", lambda data_dir=None: small)
-        mnist_train.train_and_evaluate(config, workdir, model="cnn", grad="custom")
+        mnist_train.train(config, workdir)
     return workdir
 
 
 @pytest.fixture(scope="module")
 def tcn_run(tmp_path_factory):
     from cnnlab.tcn import train as tcn_train
-    from cnnlab.tcn.model import TCN
+    from cnnlab.tcn.config import single_pmnist
 
     full = tcn_train.load_seqmnist
     workdir = tmp_path_factory.mktemp("tcn-run")
-    config = tcn_train.paper_config(steps=3, batch_size=10, eval_every=3, checkpoint_every=3, eval_batch_size=20,
-                                    progress=False)
+    config = dataclasses.replace(single_pmnist(), num_blocks=2, channels=8, kernel_size=3, steps=3, batch_size=10,
+                                 lr_boundaries=(), lr_scales=(), eval_every=3, checkpoint_every=3,
+                                 eval_batch_size=20, progress=False)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tcn_train, "load_seqmnist", lambda *a, **k: {s: (x[:40], y[:40]) for s, (x, y) in
                                                                  full(*a, **k).items()})
-        tcn_train.train_and_evaluate(config, workdir, TCN(num_blocks=2, channels=8, kernel_size=3), permuted=True)
+        tcn_train.train(config, workdir)
     return workdir
 
 
 @pytest.fixture(scope="module")
 def face_run(tmp_path_factory):
     pytest.importorskip("skimage", reason="the synthetic face composites need scikit-image (cnnlab[facedet])")
-    from cnnlab.facedet.train import load_config, train_facedet
+    from cnnlab.facedet.config import v2_4
+    from cnnlab.facedet.train import train as train_facedet
 
-    cfg = dataclasses.replace(load_config("v2_4"), levels=("conv4", "conv5"), image_size=64, channels=16, steps=1,
-                              batch_size=2, learning_rate=1e-3)
+    # Batch 1: the validation AP that ``train`` computes then compiles ``detect`` as the tests call it.
+    cfg = dataclasses.replace(v2_4(), levels=("conv4", "conv5"), image_size=64, channels=16, num_images=2, steps=1,
+                              batch_size=1, learning_rate=1e-3, lr_boundaries=(), lr_scales=(), eval_every=1,
+                              checkpoint_every=1, eval_batch_size=1, progress=False)
     workdir = tmp_path_factory.mktemp("face-run")
-    train_facedet(cfg, workdir, num_images=2, progress=False)
+    train_facedet(cfg, workdir)
     return workdir
 
 
 @pytest.fixture(scope="module")
 def caption_run(tmp_path_factory, coco_dir):
-    from cnnlab.caption.train import CaptionConfig, train_and_evaluate
+    from cnnlab.caption.config import overfit_mini
+    from cnnlab.caption.train import train as train_captioner
 
-    cfg = CaptionConfig(image_size=32, max_length=6, min_count=1, score_images=0, train_images=4, val_images=2)
-    config = train.TrainConfig(steps=2, batch_size=2, learning_rate=0.05, eval_every=2, checkpoint_every=2,
-                               eval_batch_size=2, progress=False)
+    cfg = dataclasses.replace(overfit_mini(), image_size=32, max_length=6, min_count=1, score_images=0,
+                              train_images=4, val_images=2, steps=2, batch_size=2, learning_rate=0.05,
+                              eval_every=2, checkpoint_every=2, eval_batch_size=2, progress=False)
     workdir = tmp_path_factory.mktemp("caption-run")
-    train_and_evaluate(cfg, config, workdir, coco_dir / "mini")
+    train_captioner(cfg, workdir, data_dir=coco_dir / "mini")
     return workdir
 
 
@@ -115,14 +120,12 @@ def caption_run(tmp_path_factory, coco_dir):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_exported_mnist_cnn_gives_the_models_logits_on_test_digits(fmt, mnist_run, tmp_path):
-    from cnnlab.mnist.models import make_model
-    from cnnlab.mnist.train import inputs
+    from cnnlab.mnist.train import inputs, load_trained
 
     x, _ = _mnist_digits(16)
-    network = make_model("cnn", "custom")
-    template = jax.eval_shape(lambda: network.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), train=False))
-    variables, _ = train.load_best_variables(mnist_run, template)
-    expected = network.apply(variables, *inputs({"image": x}), train=False)
+    network, variables, config = load_trained(mnist_run)
+    assert config.grad == "custom"
+    expected = network.apply(variables, *inputs({"x": x}), train=False)
 
     out = tmp_path / f"mnist{SUFFIX[fmt]}"
     export_run(mnist_run, fmt, out, batch=None)
@@ -139,16 +142,14 @@ def test_exported_mnist_cnn_gives_the_models_logits_on_test_digits(fmt, mnist_ru
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_exported_tcn_classifier_and_streaming_step_match_the_model(fmt, tcn_run, tmp_path):
     from cnnlab.tcn.data import permutation, to_sequences
-    from cnnlab.tcn.model import TCN
+    from cnnlab.tcn.train import load_trained
 
     x, _ = _mnist_digits(3)
-    task = json.loads((tcn_run / "config.json").read_text())["task"]
-    model = TCN(num_blocks=2, channels=8, kernel_size=3)
-    template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 784, 1))))
-    params = train.load_best_variables(tcn_run, {"params": template["params"], "batch_stats": {}})[0]["params"]
-    order = permutation(task["permutation_seed"])  # a PMNIST run: the permutation is inside the export
+    model, variables, config = load_trained(tcn_run)
+    assert config.permuted and model.num_blocks == 2 and model.channels == 8 and model.grad == "custom"
+    order = permutation(config.permutation_seed)  # a PMNIST run: the permutation is inside the export
     sequences = x.reshape(3, 784)[:, order]
-    expected = model.apply({"params": params}, to_sequences(sequences))
+    expected = model.apply({"params": variables["params"]}, to_sequences(sequences))
 
     out = tmp_path / f"tcn{SUFFIX[fmt]}"
     export_run(tcn_run, fmt, out, batch=None)
@@ -174,7 +175,7 @@ def test_exported_facenet_detects_the_crowd_photo_as_detect_does(fmt, face_run, 
     from cnnlab.facedet.detect import detect
     from cnnlab.facedet.train import load_trained
 
-    cfg, variables = load_trained(face_run)
+    _, variables, cfg = load_trained(face_run)
     images = _crowd(widerface_dir, cfg.image_size)[None]
     boxes, scores, valid = jax.device_get(detect(variables, jnp.asarray(images, jnp.float32) / 255.0, config=cfg))
 
@@ -194,7 +195,7 @@ def test_facenet_without_nms_plus_numpy_nms_gives_detects_faces(face_run, widerf
     from cnnlab.facedet.detect import detect
     from cnnlab.facedet.train import load_trained
 
-    cfg, variables = load_trained(face_run)
+    _, variables, cfg = load_trained(face_run)
     images = _crowd(widerface_dir, cfg.image_size)[None]
     boxes, scores, valid = jax.device_get(detect(variables, jnp.asarray(images, jnp.float32) / 255.0, config=cfg))
     _, (function,), _ = load_functions(face_run, nms=False)
@@ -210,9 +211,9 @@ def test_exported_captioner_decodes_a_coco_image_as_greedy_does(fmt, caption_run
     from cnnlab.caption import decode
     from cnnlab.caption.data import load_images, load_split
     from cnnlab.caption.model import CaptionModel
-    from cnnlab.caption.train import load_captioner
+    from cnnlab.caption.train import load_trained
 
-    model, variables, _, config = load_captioner(caption_run)
+    model, variables, config = load_trained(caption_run)
     paths, _, _ = load_split(coco_dir / "mini", "val")
     images = load_images(paths[:2], config.image_size)
     feature = model.apply(variables, images, method=CaptionModel.features)
