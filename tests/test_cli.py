@@ -171,7 +171,8 @@ import cnnlab
 assert cnnlab.__file__.startswith(sys.argv[1]), cnnlab.__file__
 assert importlib.util.find_spec("experiments") is None
 from cnnlab.cli import main
-codes = [main(["train", "facedet", "--config", "v2_4", "--set", "image_size=64", "--set", "channels=8", "--steps", "2",
+codes = [main(["train", "facedet", "--config", "v2_4", "--set", "image_size=64", "--set", "channels=8",
+               "--set", "levels=conv5,conv6", "--steps", "2",
                "--batch-size", "2", "--num-images", "4", "--from-scratch", "--no-progress", "--out", "run"])]
 print("EVAL", flush=True)
 codes.append(main(["eval", "facedet", "--checkpoint", "run"]))
@@ -200,7 +201,8 @@ def test_named_config_trains_from_the_installed_package_alone(facedet_run):
     assert codes[0] == 0
     saved = json.loads((run / "config.json").read_text())
     assert saved["task"]["name"] == "v2.4" and saved["task"]["image_size"] == 64 and saved["task"]["channels"] == 8
-    assert saved["task"]["levels"] == ["conv2", "conv3", "conv4", "conv5", "conv6", "conv7"]
+    assert saved["task"]["levels"] == ["conv5", "conv6"]  # --set of a tuple field
+    assert saved["task"]["min_anchor_size"] == 8 and saved["task"]["upsample"]  # v2.4's own settings
     assert saved["train"]["steps"] == 2 and results["steps"] == 2 and 0.0 <= results["val_ap"] <= 1.0
 
 
