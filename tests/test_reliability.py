@@ -21,6 +21,7 @@ from cnnlab import train
 from cnnlab.errors import CnnlabError
 from cnnlab.train import checkpoint
 from cnnlab.train.workdir import RunLock, atomic_write_text
+from train_tiny import Interrupted, KilledAt
 
 
 @pytest.fixture(scope="module")
@@ -32,25 +33,6 @@ def reference(tmp_path_factory):
 
 def _copy(reference, tmp_path):
     return shutil.copytree(reference[0], tmp_path / "run")
-
-
-class Interrupted(Exception):
-    pass
-
-
-class StopsAt(train.ArraySource):
-    """Training source that raises when asked for training batch number ``at`` (a run stopped mid-way)."""
-
-    def __init__(self, source, at):
-        super().__init__(**source.arrays)
-        self.at, self.calls = at, 0
-
-    def __getitem__(self, indices):
-        if len(indices) > 1:
-            if self.calls == self.at:
-                raise Interrupted
-            self.calls += 1
-        return super().__getitem__(indices)
 
 
 def test_run_killed_in_every_phase_ends_equal_to_uninterrupted_run(reference, tmp_path):
@@ -149,7 +131,7 @@ def test_lock_of_a_killed_process_is_free(tmp_path):
 def test_resume_with_display_settings_changed_ends_equal(reference, tmp_path):
     data = soak.sources()
     with pytest.raises(Interrupted):
-        soak.run(tmp_path, train_source=StopsAt(data["train"], at=10), progress=True)
+        soak.run(tmp_path, train_source=KilledAt(data["train"], at=10), progress=True)
     soak.run(tmp_path, progress=False, max_to_keep=3)  # `cnnlab train ... --no-progress` on the same folder
     assert soak.differences(soak.final_record(tmp_path), reference[1]) == []
     assert json.loads((tmp_path / "config.json").read_text())["train"]["max_to_keep"] == 3
@@ -158,7 +140,7 @@ def test_resume_with_display_settings_changed_ends_equal(reference, tmp_path):
 def test_resume_with_other_log_and_checkpoint_intervals_keeps_weights_and_scores(reference, tmp_path):
     data = soak.sources()
     with pytest.raises(Interrupted):
-        soak.run(tmp_path, train_source=StopsAt(data["train"], at=10))
+        soak.run(tmp_path, train_source=KilledAt(data["train"], at=10))
     soak.run(tmp_path, log_every=3, checkpoint_every=5)
     got, want = soak.final_record(tmp_path), reference[1]
     assert [d for d in soak.differences(got, want) if d != "log"] == ["results"]

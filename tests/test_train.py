@@ -36,30 +36,11 @@ def uninterrupted(tmp_path_factory):
     return workdir, train_tiny.run(workdir)
 
 
-class Interrupted(Exception):
-    pass
-
-
-class KilledAt(train.ArraySource):
-    """Training source that fails when asked for training batch number ``at`` (a kill mid-run)."""
-
-    def __init__(self, source, at):
-        super().__init__(**source.arrays)
-        self.at, self.calls = at, 0
-
-    def __getitem__(self, indices):
-        if len(indices) > 1:
-            if self.calls == self.at:
-                raise Interrupted
-            self.calls += 1
-        return super().__getitem__(indices)
-
-
 def test_resume_after_kill_ends_like_uninterrupted_run(uninterrupted, tmp_path):
     workdir, expected = uninterrupted
     source, _ = train_tiny.sources()
-    with pytest.raises(Interrupted):
-        train_tiny.run(tmp_path, train_source=KilledAt(source, at=15))  # the checkpoint at step 12 exists
+    with pytest.raises(train_tiny.Interrupted):
+        train_tiny.run(tmp_path, train_source=train_tiny.KilledAt(source, at=15))  # the checkpoint at step 12 exists
     assert not (tmp_path / "results.json").exists()
     resumed = train_tiny.run(tmp_path)  # the same command again
     assert _without_timing([resumed]) == _without_timing([expected])
@@ -71,8 +52,8 @@ def test_resume_after_kill_ends_like_uninterrupted_run(uninterrupted, tmp_path):
 def test_resume_restores_over_init_variables(uninterrupted, tmp_path):
     workdir, expected = uninterrupted
     source, _ = train_tiny.sources()
-    with pytest.raises(Interrupted):
-        train_tiny.run(tmp_path, train_source=KilledAt(source, at=15))  # the checkpoint at step 12 exists
+    with pytest.raises(train_tiny.Interrupted):
+        train_tiny.run(tmp_path, train_source=train_tiny.KilledAt(source, at=15))  # the checkpoint at step 12 exists
 
     def other_weights(variables):  # e.g. a pretrained backbone given on the second call
         return jax.tree.map(lambda v: np.full_like(v, 0.5), variables)

@@ -54,3 +54,23 @@ if __name__ == "__main__":  # python tests/train_tiny.py WORKDIR: print the resu
     results = run(sys.argv[1])
     losses = [r["loss"] for r in train.MetricsLog(f"{sys.argv[1]}/metrics.jsonl").read() if r["split"] == "train"]
     print(json.dumps({"results": results, "losses": losses}))
+
+
+class Interrupted(Exception):
+    pass
+
+
+class KilledAt(train.ArraySource):
+    """Training source that raises ``Interrupted`` when asked for training batch number ``at`` (a run stopped
+    mid-way)."""
+
+    def __init__(self, source, at):
+        super().__init__(**source.arrays)
+        self.at, self.calls = at, 0
+
+    def __getitem__(self, indices):
+        if len(indices) > 1:
+            if self.calls == self.at:
+                raise Interrupted
+            self.calls += 1
+        return super().__getitem__(indices)
