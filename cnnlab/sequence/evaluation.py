@@ -21,7 +21,8 @@ from cnnlab.nn import Dense
 from cnnlab.sequence import data
 from cnnlab.sequence.config import SequenceConfig
 from cnnlab.sequence.model import SequenceClassifier, classifier
-from cnnlab.sequence.train import RUN_FILE, Loss, encode, inputs, metrics, source
+from cnnlab.sequence.train import RUN_FILE, Loss, encode, inputs, source
+from cnnlab.train.tasks import accuracy
 from cnnlab.tcn import streaming
 
 
@@ -67,7 +68,7 @@ def evaluate(workdir, path) -> dict:
     if seqs.y is None:
         raise CnnlabError(f"{path}: no labels to evaluate against (use `cnnlab predict sequence`)")
     src = source(seqs, run.mean, run.std, encode(seqs.y, run.classes, str(path)))
-    _, eval_step = engine.make_steps(run.model, Loss(run.config.grad), metrics, inputs)
+    _, eval_step = engine.make_steps(run.model, Loss(run.config.grad), accuracy, inputs)
     results = engine.evaluate(eval_step, {"params": run.params, "batch_stats": {}}, src, 64)
     return {**results, "sequences": len(seqs.lengths)}
 

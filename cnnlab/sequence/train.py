@@ -21,6 +21,7 @@ from cnnlab.nn import op
 from cnnlab.sequence import data
 from cnnlab.sequence.config import SequenceConfig
 from cnnlab.sequence.model import classifier
+from cnnlab.train.tasks import accuracy
 from cnnlab.train.workdir import atomic_write_text
 
 RUN_FILE = "sequence.json"
@@ -67,10 +68,6 @@ def unit_norm_init(variables):
         return leaf
     return {**variables, "params": {**variables["params"], "tcn": jax.tree_util.tree_map_with_path(
         rescale, variables["params"]["tcn"])}}
-
-
-def metrics(logits, batch):
-    return {"accuracy": (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)}
 
 
 def encode(labels, classes, what: str) -> np.ndarray:
@@ -145,7 +142,7 @@ def train(config: SequenceConfig, workdir) -> dict:
             **{k: v for k, v in run["config"].items() if k != "progress"}}
     results = engine.train_and_evaluate(
         train_config(config, len(train_idx)), workdir, model=model, loss_fn=Loss(config.grad, config.label_smoothing),
-        metrics_fn=metrics, inputs_fn=inputs, train_source=source(train_set.take(train_idx), mean, std, y[train_idx]),
+        metrics_fn=accuracy, inputs_fn=inputs, train_source=source(train_set.take(train_idx), mean, std, y[train_idx]),
         val_source=source(train_set.take(val_idx), mean, std, y[val_idx]), test_source=test_source,
         init_variables=unit_norm_init if config.init == "unit_norm" else None,
         task_config=task, extra_results={"receptive_field": rf, "num_blocks": model.num_blocks,
