@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     resnet_weights.add_parser(commands)
     from cnnlab.export import cli as export_cli
     export_cli.add_parser(commands)
+    from cnnlab.train import distributed
+    for task_parser in train.choices.values():  # every `cnnlab train` command can run on several processes
+        distributed.add_arguments(task_parser)
     return parser
 
 
@@ -63,6 +66,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
+        if args.command == "train":
+            from cnnlab.train import distributed
+            distributed.initialize_from_args(args)  # before any JAX backend use
         return int(args.func(args) or 0)
     except (CnnlabError, FileNotFoundError) as e:
         if debug:

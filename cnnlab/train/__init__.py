@@ -17,9 +17,12 @@ and a ``TrainConfig``; ``train_and_evaluate`` does the rest:
 - ``TrainState`` (Flax's, plus ``batch_stats`` and ``rng``) with an Optax SGD-with-momentum optimiser on a
   piecewise-constant schedule (``lr_boundaries`` / ``lr_scales``, e.g. the ×10 warm-up of §6.3), optional
   L2 weight decay and gradient clipping (``make_optimizer``);
-- jit-compiled ``train_step`` / ``eval_step`` (``make_steps``), data-parallel over all local devices: the
+- jit-compiled ``train_step`` / ``eval_step`` (``make_steps``), data-parallel over all devices: the
   batch is sharded on the mesh axis "data", parameters are replicated (``data_mesh``); ``batch_size`` and
-  ``eval_batch_size`` must be divisible by the device count;
+  ``eval_batch_size`` (global: over all processes) must be divisible by the device count;
+- several processes (one per host, ``distributed.initialize`` first, docs/distributed.md): one global mesh,
+  each process reads only its rows of every batch (``global_batch``), process 0 writes the run's files and
+  every process writes its part of each checkpoint;
 - a deterministic input pipeline: batch ``s`` is drawn from a permutation seeded by ``(seed, epoch)``
   (``train_indices``), so the pipeline position is the step saved in the checkpoint;
 - validation every ``eval_every`` steps; the weights best on ``select_metric`` (``select_mode`` "min" or

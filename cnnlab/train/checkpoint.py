@@ -30,6 +30,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from cnnlab.errors import CnnlabError
 
@@ -182,7 +183,10 @@ def restore_for_resume(workdir, templates: dict, result_config: dict):
     Damaged newer ones are reported (``CheckpointWarning``) and moved to ``workdir/checkpoints-damaged/``
     so the run can write those steps again; if every checkpoint is damaged, ``CnnlabError``."""
     workdir = Path(workdir)
-    if not (workdir / "checkpoints").is_dir():
+    _sync("cnnlab:before-resume-check")  # every process looks before any creates the folder, so all agree
+    exists = (workdir / "checkpoints").is_dir()
+    _sync("cnnlab:after-resume-check")
+    if not exists:
         return None
     mngr = manager(workdir, read_only=True)
     failures = []
@@ -206,6 +210,12 @@ def restore_for_resume(workdir, templates: dict, result_config: dict):
         warnings.warn(f"{e}; moved to {aside}; resuming from the intact checkpoint of step {step}",
                       CheckpointWarning, stacklevel=2)
     return found
+
+
+def _sync(name: str) -> None:
+    """A barrier of all processes of a multi-process run (nothing with one process)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 def _load(workdir, step_templates: dict, caller: str):

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from cnnlab.errors import CnnlabError
 from cnnlab.train import checkpoint
 from cnnlab.train.logs import MetricsLog, plot_curves
-from cnnlab.train.pipeline import eval_batches, train_indices
+from cnnlab.train.pipeline import eval_indices, train_indices
 from cnnlab.train.state import TrainConfig, create_train_state, learning_rate_schedule
 from cnnlab.train.workdir import RunLock, atomic_write_text, check_run_config, split_config
 
@@ -37,8 +37,9 @@ def default_inputs(batch):
 
 
 def data_mesh(devices=None) -> jax.sharding.Mesh:
-    """A 1-D mesh over all local devices (axis "data"): batches are split along it, parameters replicated."""
-    devices = jax.local_devices() if devices is None else devices
+    """A 1-D mesh over all devices of all processes (axis "data"): batches are split along it, parameters
+    replicated. With one process (no ``cnnlab.train.distributed`` start-up) these are its local devices."""
+    devices = jax.devices() if devices is None else devices
     # Auto axes let XLA insert the gradient all-reduce itself (explicit axes would need jax.set_mesh).
     return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
 
@@ -110,15 +111,39 @@ def make_steps(model, loss_fn, metrics_fn=None, inputs_fn=None, microbatches: in
     return microbatched_train_step, jax.jit(eval_step)
 
 
+def process_rows(sharding, size: int) -> tuple[int, int]:
+    """``(start, stop)``: the rows of a global batch of ``size`` held by this process's devices under
+    ``sharding`` (batch axis first); the whole batch with one process."""
+    rows = sorted({index[0].indices(size)[:2] for index in sharding.addressable_devices_indices_map((size,)).values()})
+    start, stop = rows[0][0], rows[-1][1]
+    if sum(b - a for a, b in rows) != stop - start:
+        raise CnnlabError(f"this process's devices hold rows {rows} of the batch, not one contiguous slice: build "
+                          "the mesh from jax.devices() in their order (data_mesh)")
+    return start, stop
+
+
+def global_batch(source, indices: np.ndarray, sharding, extra=None):
+    """The global batch ``source[indices]`` (and ``extra``, a pytree of ``[len(indices), ...]`` host arrays)
+    as arrays sharded by ``sharding``: each process reads only the rows its devices hold."""
+    if jax.process_count() == 1:
+        return jax.device_put((source[indices], extra), sharding)
+    start, stop = process_rows(sharding, len(indices))
+    local = (source[indices[start:stop]], jax.tree.map(lambda a: a[start:stop], extra))
+    return jax.tree.map(lambda a: jax.make_array_from_process_local_data(
+        sharding, np.asarray(a), (len(indices), *np.shape(a)[1:])), local)
+
+
 def evaluate(eval_step, variables, source, batch_size: int, mesh=None) -> dict:
-    """Mean loss and metrics of ``variables`` over every example of ``source`` (padded batches masked out)."""
+    """Mean loss and metrics of ``variables`` over every example of ``source`` (padded batches masked out),
+    summed over the devices of every process."""
     mesh = mesh or data_mesh()
     if batch_size % mesh.size:
         raise CnnlabError(f"evaluate: batch_size {batch_size} must be divisible by the {mesh.size} devices")
     sharding = NamedSharding(mesh, P("data"))
     totals = None
-    for batch, mask in eval_batches(source, batch_size):
-        sums = eval_step(variables, jax.device_put(batch, sharding), jax.device_put(mask, sharding))
+    for indices, mask in eval_indices(len(source), batch_size):
+        batch, mask = global_batch(source, indices, sharding, mask)
+        sums = eval_step(variables, batch, mask)
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     totals = jax.device_get(totals)
     return {k: float(v / totals["count"]) for k, v in totals.items() if k != "count"}
@@ -176,8 +201,10 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
         if getattr(config, name) % mesh.size:
             raise CnnlabError(f"train_and_evaluate: config.{name} {getattr(config, name)} must be divisible "
                               f"by the number of devices ({mesh.size})")
+    primary = jax.process_index() == 0  # the one process that writes the run's files and shows progress
     run_config = {"train": config.to_dict(), "task": task_config or {}}
-    check_run_config(workdir, run_config, TrainConfig(steps=1, batch_size=1, learning_rate=0.0).to_dict())
+    check_run_config(workdir, run_config, TrainConfig(steps=1, batch_size=1, learning_rate=0.0).to_dict(),
+                     write=primary)
     result_config = {"train": split_config(run_config["train"])[0], "task": run_config["task"]}
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
@@ -192,7 +219,7 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
     state = jax.device_put(state, replicated)
     best = jax.tree.map(jnp.copy, _variables(state))
     meta = {"best_step": 0, "best_value": None, "wall_seconds": 0.0, "train_seconds": 0.0, "train_examples": 0}
-    log = MetricsLog(workdir / "metrics.jsonl")
+    log = (MetricsLog if primary else _ReadOnlyLog)(workdir / "metrics.jsonl")
     restored = checkpoint.restore_for_resume(workdir, {"state": state, "best": best}, result_config)
     if restored is not None:
         (state, best), meta = (restored[0]["state"], restored[0]["best"]), restored[1]
@@ -205,12 +232,13 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
 
     timed_from, pending, train_means = None, [], {}
     # Redraw at most every 0.5 s on a terminal, every 30 s into a log file (one line per redraw there).
-    bar = tqdm(total=config.steps, initial=start, disable=not config.progress, desc="train", unit="step",
-               mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    bar = tqdm(total=config.steps, initial=start, disable=not (config.progress and primary), desc="train",
+               unit="step", mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    say = bar.write if primary else (lambda *args, **kwargs: None)
     try:
         for step in range(start, config.steps):
-            batch = train_source[train_indices(len(train_source), config.batch_size, config.seed, step)]
-            state, metrics = train_step(state, jax.device_put(batch, sharded))
+            indices = train_indices(len(train_source), config.batch_size, config.seed, step)
+            state, metrics = train_step(state, global_batch(train_source, indices, sharded)[0])
             pending.append(metrics)
             done = step + 1
             if timed_from is None:  # the first step of a process includes compilation: not timed
@@ -236,7 +264,7 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
                     # SGD never comes back from non-finite weights: stop instead of training on NaNs, keep
                     # the best weights so far, and save nothing from this step on.
                     meta["diverged_at_step"] = done
-                    bar.write(_divergence_message(done, "training", train_means["loss"], schedule(step), meta),
+                    say(_divergence_message(done, "training", train_means["loss"], schedule(step), meta),
                               file=sys.stderr)
                     break
             if is_eval:
@@ -246,14 +274,14 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
                     # The update of this step already broke the weights (its training loss was taken before
                     # it): the same stop as above, before these weights are kept or saved.
                     meta["diverged_at_step"] = done
-                    bar.write(_divergence_message(done, "validation", val["loss"], schedule(step), meta),
+                    say(_divergence_message(done, "validation", val["loss"], schedule(step), meta),
                               file=sys.stderr)
                     break
                 if _is_better(val[config.select_metric], meta["best_value"], config.select_mode):
                     best = jax.tree.map(jnp.copy, _variables(state))
                     meta.update(best_step=done, best_value=val[config.select_metric])
                 if config.progress:
-                    bar.write(f"step {done}: " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()))
+                    say(f"step {done}: " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()))
                 timed_from = time.perf_counter()  # validation time is not training time
             if is_save:
                 meta["wall_seconds"] += time.perf_counter() - began
@@ -277,10 +305,22 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
         results["diverged_at_step"] = meta["diverged_at_step"]
     results.update(wall_seconds=meta["wall_seconds"] + time.perf_counter() - began,
                    examples_per_second=meta["train_examples"] / max(meta["train_seconds"], 1e-9),
-                   devices=mesh.size, device_kind=mesh.devices.flat[0].device_kind, **(extra_results or {}))
-    atomic_write_text(workdir / "results.json", json.dumps(results, indent=2) + "\n")
-    plot_curves(log.read(), workdir / "curves.png", title=workdir.name)
+                   devices=mesh.size, processes=jax.process_count(), device_kind=mesh.devices.flat[0].device_kind,
+                   **(extra_results or {}))
+    if primary:
+        atomic_write_text(workdir / "results.json", json.dumps(results, indent=2) + "\n")
+        plot_curves(log.read(), workdir / "curves.png", title=workdir.name)
     return results
+
+
+class _ReadOnlyLog(MetricsLog):
+    """``metrics.jsonl`` as the processes other than process 0 see it: they read it, never write it."""
+
+    def truncate_after(self, step: int) -> None:
+        pass
+
+    def append(self, record: dict) -> None:
+        pass
 
 
 def _last(log, split, metric):

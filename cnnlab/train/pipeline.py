@@ -49,11 +49,17 @@ def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     return permutation
 
 
-def eval_batches(source, batch_size: int):
-    """Yield ``(batch, mask)`` covering ``source`` once in order; the last batch is padded to ``batch_size``
-    (repeating example 0) with ``mask`` 0, so one compiled eval step serves every batch."""
-    for start in range(0, len(source), batch_size):
-        indices = np.arange(start, min(start + batch_size, len(source)))
+def eval_indices(num_examples: int, batch_size: int):
+    """Yield ``(indices, mask)`` covering ``0 .. num_examples - 1`` once in order; the last batch is padded to
+    ``batch_size`` (repeating example 0) with ``mask`` 0, so one compiled eval step serves every batch."""
+    for start in range(0, num_examples, batch_size):
+        indices = np.arange(start, min(start + batch_size, num_examples))
         mask = np.ones(batch_size, np.float32)
         mask[len(indices):] = 0.0
-        yield source[np.pad(indices, (0, batch_size - len(indices)))], mask
+        yield np.pad(indices, (0, batch_size - len(indices))), mask
+
+
+def eval_batches(source, batch_size: int):
+    """Yield ``(batch, mask)`` of ``eval_indices`` over ``source``."""
+    for indices, mask in eval_indices(len(source), batch_size):
+        yield source[indices], mask

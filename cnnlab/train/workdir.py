@@ -93,11 +93,12 @@ def split_config(train: dict) -> tuple[dict, dict]:
     return ({k: v for k, v in train.items() if k not in DISPLAY}, {k: v for k, v in train.items() if k in DISPLAY})
 
 
-def check_run_config(workdir: Path, run_config: dict, defaults: dict) -> None:
+def check_run_config(workdir: Path, run_config: dict, defaults: dict, write: bool = True) -> None:
     """Write ``workdir/config.json`` (``{"train": ..., "task": ...}``), or check that the run it holds has the
     same result settings as ``run_config``: raises ``CnnlabError`` naming the settings that differ.
 
-    ``defaults``: the TrainConfig defaults, taken by settings missing from an older ``config.json``.
+    ``defaults``: the TrainConfig defaults, taken by settings missing from an older ``config.json``;
+    ``write=False`` (processes other than process 0 of a multi-process run) only checks.
     """
     path = workdir / "config.json"
     if path.exists():
@@ -128,4 +129,5 @@ def check_run_config(workdir: Path, run_config: dict, defaults: dict) -> None:
                               + "); resume with the saved settings or train into another output folder")
         if saved == run_config:
             return
-    atomic_write_text(path, json.dumps(run_config, indent=2) + "\n")
+    if write:
+        atomic_write_text(path, json.dumps(run_config, indent=2) + "\n")
