@@ -53,6 +53,14 @@ def _caches() -> str:
     return ", ".join(parts) or "unknown"
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (``taskset`` narrows it; ``os.cpu_count()`` does not see that)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def zen_generation(vendor: str, family: int, model: int) -> str | None:
     if vendor != "AuthenticAMD":
         return None
@@ -81,7 +89,7 @@ def describe() -> list[str]:
     have = [f for f in SPEED_FLAGS if f in flags]
     lacks = [f for f in ("avx512f", "avx512_bf16", "amx_tile") if f not in flags]
     lines = [f"CPU: {name} ({numbers}); {os.cpu_count()} logical CPUs, "
-             f"{info.get('cpu cores', '?')} cores per socket",
+             f"{info.get('cpu cores', '?')} cores per socket, {usable_cpus()} usable by this process",
              f"caches: {_caches()}",
              f"ISA flags: {' '.join(have) or 'none of ' + ' '.join(SPEED_FLAGS)}"
              + (f" (no {', '.join(lacks)})" if lacks else "")]

@@ -17,14 +17,13 @@ hand-written twin of the same network.
 import argparse
 import contextlib
 import json
-import os
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.machine import describe, load
+from benchmarks.machine import describe, load, usable_cpus
 from cnnlab import train
 from cnnlab.mnist.model import CNN, CNN_LAYERS
 from cnnlab.mnist.train import inputs
@@ -69,8 +68,8 @@ def bf16_supported() -> bool:
     return "dtype" in getattr(CNN, "__dataclass_fields__", {})
 
 
-def cnnlab_step(grad: str, batch_size: int, dtype=None):
-    """A closure running one engine training step of the Table 1 CNN on a fixed random batch."""
+def engine_step(grad: str, batch_size: int, dtype=None):
+    """(the engine's jitted training step of the Table 1 CNN, its state, a fixed random batch)."""
     model = CNN(grad=grad) if dtype is None else CNN(grad=grad, dtype=dtype)
     config = train.TrainConfig(steps=1, batch_size=batch_size, learning_rate=0.01, momentum=0.9)
     rng = np.random.default_rng(0)
@@ -78,6 +77,12 @@ def cnnlab_step(grad: str, batch_size: int, dtype=None):
              "y": jnp.asarray(rng.integers(0, 10, batch_size), jnp.int32)}
     state = train.create_train_state(model, config, inputs(batch))
     train_step, _ = train.make_steps(model, CLASSIFICATION_LOSSES[grad], accuracy, inputs)
+    return train_step, state, batch
+
+
+def cnnlab_step(grad: str, batch_size: int, dtype=None):
+    """A closure running one engine training step of the Table 1 CNN on a fixed random batch."""
+    train_step, state, batch = engine_step(grad, batch_size, dtype)
     holder = [state]
 
     def step():
@@ -91,7 +96,7 @@ def torch_step(batch_size: int, bf16: bool = False):
     under CPU autocast to bfloat16 (parameters and their update stay float32)."""
     import torch
     from torch import nn
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(usable_cpus())
     layers, c = [], 1
     for layer, k, s, channels in CNN_LAYERS:
         if layer == "Maxpooling":
