@@ -25,16 +25,23 @@ import jax
 from benchmarks import mnist_step, resnet
 from benchmarks.machine import describe
 
+# Path components of an op_name that are JAX's (loop bodies, calls), not Flax module names.
+_NOT_MODULES = ("while", "body", "cond", "closed_call", "checkpoint", "remat", "scan", "pjit")
 _SKIP = ("ThunkExecutor", "ThreadpoolListener", "SlinkyThreadPool", "end: ", "while")
 
 
 def _op_names(hlo_text: str) -> dict:
-    """HLO instruction name -> (layer, "fwd"|"bwd", shape) from the compiled module's metadata."""
+    """HLO instruction name -> (layer, "fwd"|"bwd", shape) from the compiled module's metadata; the layer is the
+    op's Flax module path (e.g. ``Conv_1``, ``layer2_0/conv1``)."""
     names = {}
-    for m in re.finditer(r"^\s*(?:ROOT )?%(\S+) = (\S+) .*?op_name=\"([^\"]*)\"", hlo_text, re.M):
-        name, shape, op = m.groups()
-        path = "/".join(re.findall(r"(?<=/)[A-Za-z]+_\d+(?=/|$)", op))
-        names[name] = (path or "other", "bwd" if "transpose(" in op else "fwd", shape)
+    for m in re.finditer(r"^\s*(?:ROOT )?%(\S+) = (\(.*?\)|\S+) (.*)$", hlo_text, re.M):
+        name, shape, rest = m.groups()
+        op = re.search(r'op_name="([^"]*)"', rest)
+        if op is None:  # XLA emitted it without metadata (e.g. a convolution of the backward)
+            names[name] = ("no metadata", "?", shape)
+            continue
+        path = "/".join(c for c in op.group(1).split("/")[:-1] if "(" not in c and c not in _NOT_MODULES)
+        names[name] = (path or "other", "bwd" if "transpose(" in op.group(1) else "fwd", shape)
     return names
 
 
