@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+from cnnlab import configs
 from cnnlab.errors import CnnlabError
 
 
@@ -29,7 +30,7 @@ def config_from_args(args):
     config = default()
     fields = {f.name: f for f in dataclasses.fields(config)}
     flags = {"data": args.data, "steps": args.steps, "num_blocks": args.num_blocks,
-             "receptive_field": args.receptive_field, "seed": args.seed}
+             "receptive_field": args.receptive_field, "seed": args.seed, "precision": args.precision}
     updates = {k: v for k, v in flags.items() if v is not None}
     if args.no_progress:
         updates["progress"] = False
@@ -72,6 +73,7 @@ def add_parsers(commands, train, evaluate) -> None:
     p.add_argument("--receptive-field", type=int, help="steps the model must see (default: the longest sequence)")
     p.add_argument("--num-blocks", type=int, help="TCN blocks (default: the fewest covering the receptive field)")
     p.add_argument("--seed", type=int)
+    configs.add_precision_flag(p)
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any SequenceConfig field (cnnlab/sequence/config.py), e.g. --set dropout=0.2")
     p.add_argument("--no-progress", action="store_true")
