@@ -3,8 +3,9 @@
 Each task's model is built by the task's own code at ``precision="bfloat16"`` and trained a few steps by the
 engine's ``train_step`` on one small random batch. Checked against an independent reference, the float32
 model of the same config: its loss on the same initial parameters is the bfloat16 run's step-1 loss up to
-bfloat16 rounding. Also: the loss falls, the parameters and gradients stay float32, and every intermediate
-activation is bfloat16 (``capture_intermediates``, shapes only).
+bfloat16 rounding. Also: the loss falls, the loss, the gradients, the parameters, the optimiser state and the
+batch statistics are float32, and every intermediate activation is bfloat16 (``capture_intermediates``; the
+dtypes from ``jax.eval_shape``, nothing compiled).
 """
 
 import dataclasses
@@ -58,6 +59,14 @@ def _run(make_model, config, loss_fn, inputs_fn, batch, metrics_fn=None):
     _, captured = jax.eval_shape(lambda v, *x: model_bf16.apply(v, *x, train=False, capture_intermediates=True),
                                  {"params": state.params, "batch_stats": state.batch_stats}, *inputs_fn(batch))
     assert _floating_dtypes(captured) == {"bfloat16"}
+
+    def objective(params):
+        outputs, _ = model_bf16.apply({"params": params, "batch_stats": state.batch_stats}, *inputs_fn(batch),
+                                      train=True, mutable=["batch_stats"])
+        return jnp.mean(loss_fn(outputs, batch))
+    # the loss is float32, and the gradients reach the optimiser in float32 (the VJP of the cast to bfloat16)
+    loss, grads = jax.eval_shape(jax.value_and_grad(objective), state.params)
+    assert loss.dtype == jnp.float32 and _floating_dtypes(grads) == {"float32"}
     train_step, _ = engine.make_steps(model_bf16, loss_fn, metrics_fn, inputs_fn)
     losses = []
     for _ in range(STEPS):
