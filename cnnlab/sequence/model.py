@@ -44,7 +44,8 @@ class SequenceClassifier(nn.Module):
         if self.readout == "last":
             features = h[:, -1]
         else:  # the mean over the real steps, summed in float32
-            features = jnp.sum(h * mask, axis=1, dtype=jnp.float32) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+            total = jnp.sum(h * mask, axis=1, dtype=jnp.promote_types(h.dtype, jnp.float32))
+            features = total / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
         return Dense(self.num_classes, grad=self.grad, dtype=self.dtype, name="head")(features)
 
 
