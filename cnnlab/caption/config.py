@@ -11,7 +11,7 @@ from cnnlab.caption import data
 from cnnlab.caption.model import DECODERS, CaptionModel
 from cnnlab.caption.vocab import MIN_COUNT
 from cnnlab.nn import GRADS
-from cnnlab.train.state import TrainConfig
+from cnnlab.train.state import TrainConfig, compute_dtype
 
 DEFAULT = "default"
 
@@ -47,7 +47,8 @@ class CaptionConfig(TrainConfig):
                 raise ValueError(f"CaptionConfig: {name} must be positive, got {getattr(self, name)}")
 
     def model(self, vocab_size: int) -> CaptionModel:
-        return CaptionModel(vocab_size=vocab_size, decoder=self.decoder, dropout=self.dropout, grad=self.grad)
+        return CaptionModel(vocab_size=vocab_size, decoder=self.decoder, dropout=self.dropout, grad=self.grad,
+                            dtype=compute_dtype(self.precision))
 
 
 CONFIG_CLASS = CaptionConfig
