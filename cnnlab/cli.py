@@ -68,7 +68,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "train":
             from cnnlab.train import distributed
-            distributed.initialize_from_args(args)  # before any JAX backend use
+            if distributed.initialize_from_args(args):  # before any JAX backend use
+                distributed.quiet_other_processes()
         return int(args.func(args) or 0)
     except (CnnlabError, FileNotFoundError) as e:
         if debug:

@@ -1,8 +1,9 @@
 """The one config loader of every task: named configs, config files and ``--set key=value`` overrides.
 
 Each task package keeps its settings in ``cnnlab/<task>/config.py``: one frozen dataclass (a subclass of
-``cnnlab.train.TrainConfig``), ``CONFIG_CLASS``, and one public function without arguments per named
-setting, returning an instance; the first paragraph of its docstring names the paper table and row.
+``cnnlab.train.TrainConfig``; ``sequence`` maps its own onto one), ``CONFIG_CLASS``, and one public function
+without arguments per named setting, returning an instance; the first paragraph of its docstring names the
+paper table and row.
 ``load`` finds those functions by package import (``importlib``), so they resolve wherever cnnlab is
 installed. A path to a ``.py`` file works too: its ``get_config()`` must return the task's dataclass, e.g. ::
 
@@ -29,7 +30,7 @@ from cnnlab.errors import CnnlabError
 
 # The command's task name -> the module holding its configs.
 TASKS = {"mnist": "cnnlab.mnist.config", "seqmnist": "cnnlab.tcn.config", "facedet": "cnnlab.facedet.config",
-         "caption": "cnnlab.caption.config"}
+         "caption": "cnnlab.caption.config", "sequence": "cnnlab.sequence.config"}
 
 
 def _module(task: str):

@@ -48,6 +48,8 @@ def test_configs_lists_every_paper_row_with_its_table(capsys):
     assert "Table 6" in rows[("seqmnist", "single_pmnist")] and "v2.4" in rows[("facedet", "v2_4")]
     assert cli.main(["configs", "facedet"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 16
+    assert cli.main(["configs", "sequence"]) == 0  # not a paper task, but loaded the same way
+    assert capsys.readouterr().out.split()[:2] == ["sequence", "default"]
 
 
 def test_set_types_values_from_the_dataclass_fields():
@@ -114,6 +116,8 @@ def _run_of_another_configuration(tmp_path):
 @pytest.mark.parametrize("make_argv,message", [
     (lambda p: ["train", "facedet", "--config", "v9_9", "--out", str(p)], r"no facedet config 'v9_9'; known: v1_0"),
     (lambda p: ["train", "seqmnist", "--set", "blocks=3", "--out", str(p)], r"has no field 'blocks'; known: steps"),
+    (lambda p: ["train", "sequence", "--data", str(p / "x.npz"), "--out", str(p), "--set", "channels=3.5"],
+     r"--set channels=3.5: channels is int, cannot read '3.5'"),
     (_truncated_mnist, r"read_idx: .*t10k-labels-idx1-ubyte\.gz"),
     (lambda p: ["eval", "mnist", "--checkpoint", str(p / "none")], r"none is not a training run folder"),
     (lambda p: ["eval", "seqmnist", "--checkpoint", str(p)], r"is not a training run folder"),
@@ -121,8 +125,9 @@ def _run_of_another_configuration(tmp_path):
     (lambda p: ["eval", "caption", "--checkpoint", str(p)], r"is not a training run folder"),
     (_malformed_wider_prediction, r"img_a\.txt:2: box count must be an integer, got 'two'"),
     (_run_of_another_configuration, r"holds a run with another configuration"),
-], ids=["unknown-config", "unknown-key", "truncated-idx", "missing-checkpoint", "seqmnist-checkpoint",
-        "facedet-checkpoint", "caption-checkpoint", "malformed-wider-line", "other-configuration"])
+], ids=["unknown-config", "unknown-key", "sequence-bad-value", "truncated-idx", "missing-checkpoint",
+        "seqmnist-checkpoint", "facedet-checkpoint", "caption-checkpoint", "malformed-wider-line",
+        "other-configuration"])
 def test_expected_failures_print_one_error_line_and_exit_2(make_argv, message, tmp_path, capsys):
     argv = make_argv(tmp_path)
     assert cli.main(argv) == 2

@@ -101,6 +101,34 @@ def test_a_dead_peer_stops_the_other_process_with_an_error(runs, tmp_path):
     np.testing.assert_allclose(first["losses"], single["losses"], rtol=1e-5, atol=1e-6)
 
 
+def test_cnnlab_train_mnist_on_two_processes_gives_the_one_process_results(tmp_path):
+    """The issue's command: ``cnnlab train mnist`` on 2 processes x 1 device vs 1 process x 2 devices."""
+    address = f"127.0.0.1:{_free_port()}"
+    command = lambda out, *cluster: [sys.executable, "-m", "cnnlab", "train", "mnist", "--model", "mlp",  # noqa: E731
+                                     "--steps", "6", "--eval-every", "3", "--set", "log_every=1", "--no-progress",
+                                     "--out", str(out), *cluster]
+    env = lambda devices: {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),  # noqa: E731
+                           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    procs = [subprocess.Popen(command(tmp_path / "two", "--coordinator-address", address, "--num-processes", "2",
+                                      "--process-id", str(i)), env=env(1), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    single = subprocess.run(command(tmp_path / "one"), env=env(2), capture_output=True, text=True, timeout=TIMEOUT)
+    try:
+        outputs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))
+    assert two["processes"] == 2 and one["processes"] == 1 and one["devices"] == two["devices"] == 2
+    assert two["test_accuracy"] == one["test_accuracy"] and two["best_step"] == one["best_step"]
+    losses = [[r["loss"] for r in train.MetricsLog(tmp_path / name / "metrics.jsonl").read() if r["split"] == "train"]
+              for name in ("one", "two")]
+    assert len(losses[0]) == 6 and losses[1] == losses[0]  # two devices' gradients add up the same either way
+    assert "test accuracy" in outputs[0].lower() and "test accuracy" not in outputs[1].lower()  # process 0 reports
+
+
 def test_every_train_command_takes_the_start_up_flags():
     from cnnlab.cli import build_parser
     parser = build_parser()

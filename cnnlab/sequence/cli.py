@@ -1,44 +1,16 @@
 """``cnnlab train sequence``, ``cnnlab eval sequence`` and ``cnnlab predict sequence``."""
 
-import dataclasses
 import json
 
-from cnnlab.errors import CnnlabError
-
-
-def _value(text: str, default):
-    if isinstance(default, bool):
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise CnnlabError(f"--set: expected true or false, got {text!r}")
-        return text.lower() in ("true", "1")
-    if text.lower() == "none":
-        return None
-    for kind in ((type(default),) if default is not None else (int, float)):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    if default is None:
-        return text
-    raise CnnlabError(f"--set: expected a {type(default).__name__}, got {text!r}")
+from cnnlab import configs
 
 
 def config_from_args(args):
-    """``SequenceConfig`` defaults, then the named flags, then ``--set key=value`` overrides."""
-    from cnnlab.sequence.config import default
-    config = default()
-    fields = {f.name: f for f in dataclasses.fields(config)}
+    """``--config`` (default ``default``), then the named flags, then ``--set key=value`` overrides."""
     flags = {"data": args.data, "steps": args.steps, "num_blocks": args.num_blocks,
-             "receptive_field": args.receptive_field, "seed": args.seed}
-    updates = {k: v for k, v in flags.items() if v is not None}
-    if args.no_progress:
-        updates["progress"] = False
-    for item in args.set or []:
-        key, sep, text = item.partition("=")
-        if not sep or key not in fields:
-            raise CnnlabError(f"--set {item!r}: expected key=value with key one of {sorted(fields)}")
-        updates[key] = _value(text, getattr(config, key))
-    return dataclasses.replace(config, **updates)
+             "receptive_field": args.receptive_field, "seed": args.seed,
+             "progress": False if args.no_progress else None}
+    return configs.from_args("sequence", args, flags, shorten=lambda cfg, steps: configs.replace(cfg, steps=steps))
 
 
 def train_main(args) -> int:
@@ -72,8 +44,7 @@ def add_parsers(commands, train, evaluate) -> None:
     p.add_argument("--receptive-field", type=int, help="steps the model must see (default: the longest sequence)")
     p.add_argument("--num-blocks", type=int, help="TCN blocks (default: the fewest covering the receptive field)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any SequenceConfig field (cnnlab/sequence/config.py), e.g. --set dropout=0.2")
+    configs.add_arguments(p, "sequence")  # --config, --set KEY=VALUE (any SequenceConfig field)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=train_main)
 

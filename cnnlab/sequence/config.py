@@ -38,6 +38,12 @@ class SequenceConfig:
     progress: bool = True
 
 
+CONFIG_CLASS = SequenceConfig
+DEFAULT = "default"
+
+
 def default() -> SequenceConfig:
-    """The defaults: what ``cnnlab train sequence --data PATH`` and ``benchmarks/ucr.py`` use."""
+    """Not in the paper: the TCN classifier of cnnlab train sequence and benchmarks/ucr.py, one set for every dataset.
+
+    AdamW, warm-up + cosine, clipping; chosen on GunPoint, ItalyPowerDemand and BasicMotions (docs/results.md)."""
     return SequenceConfig()

@@ -12,10 +12,12 @@ more than one process:
 - Cloud TPU: ``TPU_WORKER_HOSTNAMES`` naming more than one worker (GKE); on TPU VMs without it pass
   ``--num-processes`` (JAX reads the rest from the TPU metadata).
 
-Otherwise nothing happens: one process, its local devices, as before. See docs/distributed.md.
+Otherwise nothing happens: one process, its local devices. With several processes, `cnnlab train` prints its
+reports from process 0 only (`quiet_other_processes`). See docs/distributed.md.
 """
 
 import os
+import sys
 
 import jax
 
@@ -70,6 +72,13 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
         raise CnnlabError(f"could not start the distributed runtime ({settings}): {e}; every process needs the "
                           "same --coordinator-address and --num-processes and its own --process-id") from e
     return True
+
+
+def quiet_other_processes() -> None:
+    """Process 0 prints the run's reports; the others' standard output is discarded (their errors and
+    warnings still reach standard error)."""
+    if jax.process_index() > 0:
+        sys.stdout = open(os.devnull, "w")
 
 
 def initialize_from_args(args) -> bool:
