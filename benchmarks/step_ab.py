@@ -27,7 +27,7 @@ from cnnlab.ops import conv
 
 def _dw_t_folded(delta, patches):
     """Eq. (25) as ``delta.T @ patches``, the transpose left for XLA to fold into the dot."""
-    return delta.T @ patches
+    return conv.matmul(delta.T, patches)
 
 
 def _resolve_patch_forward(impl, x_shape, w_shape, stride, padding):

@@ -182,6 +182,7 @@ def add_common_flags(parser) -> None:
 
     parser.add_argument("--grad", choices=GRADS, default=None,
                         help="backward pass: the paper's custom VJPs or JAX autodiff (default: the config's)")
+    add_precision_flag(parser)
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps; the learning-rate boundaries, validation and checkpoint intervals "
                              "keep their fractions of the run")
@@ -193,9 +194,18 @@ def add_common_flags(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def add_precision_flag(parser) -> None:
+    """``--precision float32|bfloat16``, the ``precision`` field (``cnnlab.train.TrainConfig``)."""
+    from cnnlab.train.state import PRECISIONS
+
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
+                        help="bfloat16: activations, matmuls and convolutions in bfloat16; parameters, optimiser "
+                             "state, batch-norm statistics and the loss in float32 (default: the config's, float32)")
+
+
 def common_shorthands(args) -> dict:
     """``{field: value}`` of the flags of ``add_common_flags`` (None: not given)."""
-    return {"grad": args.grad, "steps": args.steps, "batch_size": args.batch_size,
+    return {"grad": args.grad, "precision": args.precision, "steps": args.steps, "batch_size": args.batch_size,
             "learning_rate": args.learning_rate, "eval_every": args.eval_every,
             "checkpoint_every": args.eval_every, "seed": args.seed, "progress": False if args.no_progress else None}
 

@@ -249,9 +249,12 @@ def test_train_then_eval_caption_cli(coco_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("cnnlab.caption.metrics.score_captions", score_captions)
     out = tmp_path / "run"
     assert cli.main(["train", "caption", "--set", "image_size=32", "--set", "score_images=0", "--steps", "2",
+                     "--set", "tcn_blocks=2", "--set", "tcn_channels=8",
                      "--batch-size", "2", "--train-images", "4", "--val-images", "2", "--set", "eval_batch_size=2",
                      "--from-scratch", "--no-progress", "--out", str(out)]) == 0
     capsys.readouterr()
+    saved = json.loads((out / "config.json").read_text())["task"]
+    assert (saved["tcn_blocks"], saved["tcn_channels"]) == (2, 8)
     assert cli.main(["eval", "caption", "--checkpoint", str(out), "--limit", "2", "--out", str(tmp_path / "eval")]) == 0
     scores = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert scores["images"] == 2 and scores["decoder"] == "tcn" and scores["bleu_1"] == 0.5

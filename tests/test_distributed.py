@@ -27,10 +27,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _env(devices: int, *paths) -> dict:
+    """A child process's environment: ``devices`` CPU devices, the test session's other XLA flags kept."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    return {**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": os.pathsep.join(map(str, paths)), "JAX_PLATFORMS": "cpu"}
+
+
 def launch(workdir, processes: int, devices: int, *extra) -> list[subprocess.CompletedProcess]:
     """Run the tiny training in ``processes`` processes of ``devices`` CPU devices each, all at once."""
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(WORKER.parent)]), "JAX_PLATFORMS": "cpu"}
+    env = _env(devices, ROOT, WORKER.parent)
     address = f"127.0.0.1:{_free_port()}"
     cluster = lambda i: [address, str(processes), str(i)] if processes > 1 else []  # noqa: E731
     procs = [subprocess.Popen([sys.executable, str(WORKER), str(workdir), *cluster(i), *extra], env=env,
@@ -107,8 +112,7 @@ def test_cnnlab_train_mnist_on_two_processes_gives_the_one_process_results(tmp_p
     command = lambda out, *cluster: [sys.executable, "-m", "cnnlab", "train", "mnist", "--model", "mlp",  # noqa: E731
                                      "--steps", "6", "--eval-every", "3", "--set", "log_every=1", "--no-progress",
                                      "--out", str(out), *cluster]
-    env = lambda devices: {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),  # noqa: E731
-                           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    env = lambda devices: _env(devices, ROOT)  # noqa: E731
     procs = [subprocess.Popen(command(tmp_path / "two", "--coordinator-address", address, "--num-processes", "2",
                                       "--process-id", str(i)), env=env(1), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]

@@ -95,7 +95,8 @@ print(len(jax.devices()), bool(jnp.array_equal(f(x, jax.random.key(1)), f(xs, ja
 
 
 def test_dropout_on_a_batch_sharded_input_equals_unsharded_without_communication():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["4", "True", "0"]  # 4 devices, same output, no collectives

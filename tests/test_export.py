@@ -108,6 +108,7 @@ def caption_run(tmp_path_factory, coco_dir):
     from cnnlab.caption.train import train as train_captioner
 
     cfg = dataclasses.replace(overfit_mini(), image_size=32, max_length=6, min_count=1, score_images=0,
+                              tcn_blocks=2, tcn_channels=8,
                               train_images=4, val_images=2, steps=2, batch_size=2, learning_rate=0.05,
                               eval_every=2, checkpoint_every=2, eval_batch_size=2, progress=False)
     workdir = tmp_path_factory.mktemp("caption-run")

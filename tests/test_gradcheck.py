@@ -35,22 +35,36 @@ def test_gradcheck_flags_a_wrong_gradient(capsys):
     assert not passed and twin_error == pytest.approx(0.5) and fd_error > 1e-3
     assert gradcheck.run([case], ["float64"]) is False
     assert "FAIL" in capsys.readouterr().out
-
-
-def test_gradcheck_cli_prints_table_and_exits_zero(capsys):
-    assert cli.main(["gradcheck", "--op", "dense", "--dtype", "float64"]) == 0
-    out = capsys.readouterr().out
-    assert "dense(4x3, 3x5, 5)" in out and "FAIL" not in out
-
-
-def test_gradcheck_cli_rejects_unknown_op(capsys):
-    assert cli.main(["gradcheck", "--op", "nope"]) == 2
-    assert "cnnlab: error: gradcheck: no case for op 'nope'" in capsys.readouterr().err
+    f32_error, twin_error, passed = gradcheck.check_bfloat16(case)
+    assert not passed and f32_error == pytest.approx(0.5, rel=1e-2) and twin_error == pytest.approx(0.5, rel=1e-2)
 
 
 def _first_case_per_op():
     """The first case of each op and set of keyword arguments (so padded pooling and eps are covered too)."""
     return list({(case.op, *sorted(case.kwargs)): case for case in reversed(gradcheck.CASES)}.values())[::-1]
+
+
+@pytest.mark.parametrize("case", _first_case_per_op() + gradcheck.LONG_SUMS, ids=lambda case: case.id)
+def test_custom_vjp_on_bfloat16_matches_float32_gradient_and_bfloat16_autodiff(case):
+    """The custom VJP on bfloat16 inputs: gradients come back bfloat16 and within BF16_TOLERANCE (4 * 2^-8,
+    relative 2-norm) of jax.grad of the twin in float32 on the same values, and within BF16_TWIN_TOLERANCE of
+    jax.grad of the twin in bfloat16 (cnnlab.ops.gradcheck's docstring justifies the numbers)."""
+    f32_error, twin_error, passed = gradcheck.check_bfloat16(case)
+    assert f32_error <= gradcheck.BF16_TOLERANCE, f"{case.id}: {f32_error:.2e} vs the float32 gradient"
+    assert twin_error <= gradcheck.BF16_TWIN_TOLERANCE, f"{case.id}: {twin_error:.2e} vs the bfloat16 twin"
+    assert passed, f"{case.id}: a gradient is not in its input's dtype"
+
+
+def test_gradcheck_cli_prints_table_and_exits_zero(capsys):
+    assert cli.main(["gradcheck", "--op", "dense", "--dtype", "float64", "bfloat16"]) == 0
+    out = capsys.readouterr().out
+    assert "dense(4x3, 3x5, 5)" in out and "bfloat16" in out and "dense(1024x256, 256x8, 8)" in out
+    assert "FAIL" not in out
+
+
+def test_gradcheck_cli_rejects_unknown_op(capsys):
+    assert cli.main(["gradcheck", "--op", "nope"]) == 2
+    assert "cnnlab: error: gradcheck: no case for op 'nope'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("dtype,tolerance", [("float64", 1e-10), ("float32", 1e-5), ("bfloat16", 5e-2)])

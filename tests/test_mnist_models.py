@@ -40,7 +40,7 @@ def test_custom_and_autodiff_models_agree_on_loss_gradient(name):
         def f(params):
             logits, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
             return loss(logits, labels).mean()
-        return jax.grad(f)(variables["params"])
+        return jax.jit(jax.grad(f))(variables["params"])
 
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
                  grads(custom, optax.softmax_cross_entropy_with_integer_labels),

@@ -17,7 +17,7 @@ def _grads(module, variables, x, **kw):
         out = module.apply({**variables, "params": p}, x, **kw)
         out = out[0] if "mutable" in kw else out  # (y, updated batch_stats) in training mode
         return jnp.sum(out * jax.random.normal(jax.random.key(1), out.shape))
-    return jax.grad(f, argnums=(0, 1))(variables["params"], x)
+    return jax.jit(jax.grad(f, argnums=(0, 1)))(variables["params"], x)
 
 
 def _assert_close(a, b, tol=1e-5):

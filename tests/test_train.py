@@ -85,7 +85,8 @@ def test_best_on_validation_is_the_reported_one(uninterrupted):
 
 def test_eight_devices_match_single_device_losses(uninterrupted, tmp_path):
     _, expected = uninterrupted
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8",
+           "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": str(Path(__file__).parent.parent)}
     out = subprocess.run([sys.executable, str(Path(__file__).parent / "train_tiny.py"), str(tmp_path)],
                          env=env, capture_output=True, text=True, timeout=300, check=True)
@@ -183,7 +184,8 @@ except ValueError as e:
     messages.append(str(e))
 print(json.dumps(messages))
 """
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), str(Path(__file__).parent)])}
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], env=env, capture_output=True,
                          text=True, timeout=300, check=True)

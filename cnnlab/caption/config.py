@@ -11,7 +11,7 @@ from cnnlab.caption import data
 from cnnlab.caption.model import DECODERS, CaptionModel
 from cnnlab.caption.vocab import MIN_COUNT
 from cnnlab.nn import GRADS
-from cnnlab.train.state import TrainConfig
+from cnnlab.train.state import TrainConfig, compute_dtype
 
 DEFAULT = "default"
 
@@ -25,6 +25,8 @@ class CaptionConfig(TrainConfig):
     max_length: int = 20          # tokens per caption incl. <EOS>: COCO captions rarely exceed 15 words (§7.4)
     min_count: int = MIN_COUNT
     dropout: float = 0.0
+    tcn_blocks: int = 18          # §7.2.3: 18 Single blocks of 256 channels (smaller ones for quick checks)
+    tcn_channels: int = 256
     score_images: int = 500       # images captioned per split for the metrics after training (0: none)
     score_untrained: bool = False  # also score the initial weights
     train_images: int | None = None  # first N training / validation images only (over-fitting runs)
@@ -42,12 +44,14 @@ class CaptionConfig(TrainConfig):
             raise ValueError(f"CaptionConfig: decoder must be one of {DECODERS}, got {self.decoder!r}")
         if self.grad not in GRADS:
             raise ValueError(f"CaptionConfig: grad must be one of {GRADS}, got {self.grad!r}")
-        for name in ("image_size", "max_length", "min_count"):
+        for name in ("image_size", "max_length", "min_count", "tcn_blocks", "tcn_channels"):
             if getattr(self, name) < (2 if name == "max_length" else 1):
                 raise ValueError(f"CaptionConfig: {name} must be positive, got {getattr(self, name)}")
 
     def model(self, vocab_size: int) -> CaptionModel:
-        return CaptionModel(vocab_size=vocab_size, decoder=self.decoder, dropout=self.dropout, grad=self.grad)
+        return CaptionModel(vocab_size=vocab_size, decoder=self.decoder, tcn_blocks=self.tcn_blocks,
+                            tcn_channels=self.tcn_channels, dropout=self.dropout, grad=self.grad,
+                            dtype=compute_dtype(self.precision))
 
 
 CONFIG_CLASS = CaptionConfig

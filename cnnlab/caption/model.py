@@ -17,8 +17,12 @@ Decoders (``decoder=``):
 
 ``grad`` picks the backward of the encoder, the TCN and the output projection, all ``cnnlab.nn`` layers on
 the paper's ops (``"custom"``: its equations, ``"autodiff"``: JAX's). The GRU cells and the word embedding
-stay Flax's (``nn.GRUCell``, ``nn.Embed``): the paper derives no backward for them.
+stay Flax's (``nn.GRUCell``, ``nn.Embed``): the paper derives no backward for them. ``dtype`` is the compute
+dtype of all of them (``cnnlab.nn.layers``; Flax's ``dtype`` for the GRU and the embedding); the parameters
+stay float32 and ``caption_loss`` is float32.
 """
+
+from typing import Any
 
 import jax.numpy as jnp
 from flax import linen as nn
@@ -36,12 +40,13 @@ class GRULayers(nn.Module):
     """One time step of stacked GRU cells: ``(hidden [N, layers, H], x_t [N, E]) -> (hidden, y_t [N, H])``."""
     hidden: int = 512
     layers: int = 3
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, hidden, x_t):
         new = []
         for i in range(self.layers):
-            h, x_t = nn.GRUCell(self.hidden, name=f"cell{i}")(hidden[:, i], x_t)
+            h, x_t = nn.GRUCell(self.hidden, dtype=self.dtype, name=f"cell{i}")(hidden[:, i], x_t)
             new.append(h)
         return jnp.stack(new, axis=1), x_t
 
@@ -71,19 +76,21 @@ class CaptionModel(nn.Module):
     gru_layers: int = 3
     dropout: float = 0.0  # §7 gives no dropout rate for captioning
     grad: str = "custom"
+    dtype: Any = None
 
     def setup(self):
         if self.decoder not in DECODERS:
             raise ValueError(f"CaptionModel: decoder must be one of {DECODERS}, got {self.decoder!r}")
-        self.image_encoder = ResNet(depth=18, grad=self.grad) if self.encoder is None else self.encoder
-        self.embed = nn.Embed(self.vocab_size, self.embed_dim)
+        dt = self.dtype
+        self.image_encoder = ResNet(depth=18, grad=self.grad, dtype=dt) if self.encoder is None else self.encoder
+        self.embed = nn.Embed(self.vocab_size, self.embed_dim, dtype=dt)
         if self.decoder == "gru":
-            self.gru = ScanGRU(self.gru_hidden, self.gru_layers)
+            self.gru = ScanGRU(self.gru_hidden, self.gru_layers, dt)
         else:
             self.tcn = TemporalConvNet(block="single", num_blocks=self.tcn_blocks, channels=self.tcn_channels,
                                        kernel_size=self.tcn_kernel, dilation=(1,) * self.tcn_blocks,
-                                       dropout=self.dropout, grad=self.grad)
-        self.head = Dense(self.vocab_size, grad=self.grad)
+                                       dropout=self.dropout, grad=self.grad, dtype=dt)
+        self.head = Dense(self.vocab_size, grad=self.grad, dtype=dt)
 
     def features(self, images, train: bool = False):
         """``images: uint8 [N, H, W, 3]`` -> pooled feature ``[N, 512]``, the start-of-string token."""
@@ -144,6 +151,6 @@ def caption_loss(logits, tokens):
     if logits.ndim != 3 or logits.shape[:2] != tokens.shape:
         raise ValueError(f"caption_loss: logits [N, L, V] {logits.shape} and tokens [N, L] {tokens.shape} "
                          "must agree on [N, L]")
-    mask = (tokens != PAD_ID).astype(logits.dtype)
+    mask = (tokens != PAD_ID).astype(jnp.float32)  # float32 under either precision: the counts exceed bf16's 256
     ce = ops.cross_entropy(logits, tokens) * mask
     return tokens.shape[0] * jnp.sum(ce, axis=1) / jnp.maximum(jnp.sum(mask), 1.0)

@@ -31,9 +31,10 @@ TASKS = ("mnist", "tcn", "facedet", "caption")
 
 
 def inference_model(module):
-    """``module`` with ``grad="autodiff"`` and ``impl="xla"`` where its class has those fields."""
+    """``module`` with ``grad="autodiff"``, ``impl="xla"`` and ``dtype=None`` where its class has those fields:
+    exports compute in float32, the dtype of the saved parameters, whatever precision the run trained in."""
     fields = {f.name for f in dataclasses.fields(module)}
-    return module.clone(**{k: v for k, v in (("grad", "autodiff"), ("impl", "xla")) if k in fields})
+    return module.clone(**{k: v for k, v in (("grad", "autodiff"), ("impl", "xla"), ("dtype", None)) if k in fields})
 
 
 # ``config.json``'s task name -> the export's (the TCN trains on the "seqmnist" task).

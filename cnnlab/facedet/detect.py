@@ -22,18 +22,21 @@ from cnnlab.facedet.boxes import decode, nms
 from cnnlab.facedet.config import FaceNetConfig
 from cnnlab.facedet.evaluation import SETTINGS, GroundTruth, evaluate
 from cnnlab.facedet.model import FaceNet
+from cnnlab.train.state import compute_dtype
 
 NMS_IOU = 0.4  # as RetinaFace-style face detectors; the paper does not give its value
 
 
 def decoded_detections(variables, images, *, config: FaceNetConfig, model: FaceNet | None = None):
     """images: [N, S, S, 3] RGB in [0, 1] -> (boxes [N, A, 4] x1 y1 x2 y2 pixels, scores [N, A]) of every
-    anchor, before NMS. ``model``: ``FaceNet(config)`` unless given (e.g. with other layer implementations)."""
+    anchor, before NMS. ``model``: ``FaceNet`` at the config's precision unless given (e.g. with other layer
+    implementations); scores and boxes are float32 either way."""
     if images.shape[1:] != (config.image_size, config.image_size, 3):
         raise ValueError(f"detect: images must be [N, {config.image_size}, {config.image_size}, 3], got {images.shape}")
     anchors, _ = generate_anchors(config.image_size, config.levels, min_size=config.min_anchor_size,
                                   aspect_ratios=config.aspect_ratios, upsample=config.upsample)
-    cls_logits, box_offsets = (model or FaceNet(config)).apply(variables, images, train=False)
+    model = model or FaceNet(config, dtype=compute_dtype(config.precision))
+    cls_logits, box_offsets = (o.astype(jnp.float32) for o in model.apply(variables, images, train=False))
     if config.num_classes == 2:
         scores = jax.nn.softmax(cls_logits, axis=-1)[..., 1]
     else:

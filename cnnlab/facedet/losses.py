@@ -67,6 +67,9 @@ def detection_loss(cls_logits, box_offsets, labels, box_targets, anchors, level_
     if box_offsets.shape != box_targets.shape or labels.shape != box_offsets.shape[:2]:
         raise ValueError(f"detection_loss: box_offsets {box_offsets.shape}, box_targets {box_targets.shape} and "
                          f"labels {labels.shape} must be [N, A, 4], [N, A, 4], [N, A]")
+    # The loss is float32 (float64 with float64 outputs) under either precision (cnnlab.train.TrainConfig).
+    dtype = jnp.promote_types(cls_logits.dtype, jnp.float32)
+    cls_logits, box_offsets = cls_logits.astype(dtype), box_offsets.astype(dtype)
     pos = (labels > 0).astype(jnp.float32)
     l_c = classification_loss(cls_logits, labels, kind=classification, gamma=gamma).astype(jnp.float32)
     l_r = jnp.sum(smooth_l1(box_offsets - box_targets), axis=-1).astype(jnp.float32) * pos

@@ -8,9 +8,12 @@ Every convolution, normalisation and ReLU is a ``cnnlab.nn`` layer on the paper'
 their backward (``"custom"``: the written-out equations, ``"autodiff"``: JAX's). The up-sampling of the FPN
 (nearest) and of the v2.1+ heads (bilinear) stays ``jax.image.resize``: it has no parameters and is linear,
 so JAX's gradient of it (the transposed interpolation) is exact and there is no equation to write out.
+``dtype`` is every layer's compute dtype (``cnnlab.nn.layers``); the tasks pass
+``cnnlab.train.compute_dtype(config.precision)``.
 """
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -27,14 +30,15 @@ class ExtraLevel(nn.Module):
     channels: int
     grad: str = "custom"
     impl: str = "auto"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool):
-        g = self.grad
-        x = op("relu", g)(BatchNorm(use_running_average=not train, momentum=0.9, grad=g)(
-            Conv(self.channels, 3, stride=2, padding=1, use_bias=False, grad=g, impl=self.impl)(x)))
+        g, dt = self.grad, self.dtype
+        x = op("relu", g)(BatchNorm(use_running_average=not train, momentum=0.9, grad=g, dtype=dt)(
+            Conv(self.channels, 3, stride=2, padding=1, use_bias=False, grad=g, impl=self.impl, dtype=dt)(x)))
         for _ in range(2):
-            x = Bottleneck(self.channels // 4, grad=g, impl=self.impl)(x, train)
+            x = Bottleneck(self.channels // 4, grad=g, impl=self.impl, dtype=dt)(x, train)
         return x
 
 
@@ -47,6 +51,7 @@ class Head(nn.Module):
     upsample: bool
     grad: str = "custom"
     impl: str = "auto"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -54,39 +59,41 @@ class Head(nn.Module):
             if i == 2 and self.upsample:
                 n, h, w, c = x.shape
                 x = jax.image.resize(x, (n, 2 * h, 2 * w, c), "bilinear")
-            x = Bottleneck(self.channels // 4, norm="group", grad=self.grad, impl=self.impl)(x, train)
+            x = Bottleneck(self.channels // 4, norm="group", grad=self.grad, impl=self.impl, dtype=self.dtype)(
+                x, train)
         return Conv(self.outputs, 3, padding=1, kernel_init=nn.initializers.normal(0.01), grad=self.grad,
-                    impl=self.impl)(x)
+                    impl=self.impl, dtype=self.dtype)(x)
 
 
 class FaceNet(nn.Module):
     """``config.grad`` picks every layer's backward; ``impl`` the convolutions' implementation."""
     config: FaceNetConfig
     impl: str = "auto"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, images, train: bool = False):
         cfg = self.config
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"FaceNet: images must be [N, S, S, 3], got shape {images.shape}")
-        c, g, impl = cfg.channels, cfg.grad, self.impl
-        feats = ResNet(cfg.depth, grad=g, impl=impl, name="backbone")(normalize_imagenet(images), train)
+        c, g, impl, dt = cfg.channels, cfg.grad, self.impl, self.dtype
+        feats = ResNet(cfg.depth, grad=g, impl=impl, dtype=dt, name="backbone")(normalize_imagenet(images), train)
         if "conv6" in cfg.levels or "conv7" in cfg.levels:
-            feats["conv6"] = ExtraLevel(c, g, impl, name="conv6")(feats["conv5"], train)
+            feats["conv6"] = ExtraLevel(c, g, impl, dt, name="conv6")(feats["conv5"], train)
         if "conv7" in cfg.levels:
-            feats["conv7"] = ExtraLevel(c, g, impl, name="conv7")(feats["conv6"], train)
+            feats["conv7"] = ExtraLevel(c, g, impl, dt, name="conv7")(feats["conv6"], train)
         # 1×1 laterals bring every level to one width so the heads can be shared.
-        maps = {lv: Conv(c, 1, grad=g, impl=impl, name=f"lateral_{lv}")(feats[lv]) for lv in cfg.levels}
+        maps = {lv: Conv(c, 1, grad=g, impl=impl, dtype=dt, name=f"lateral_{lv}")(feats[lv]) for lv in cfg.levels}
         if cfg.fpn:  # FPN top-down pathway (Lin et al. 2017): add the up-sampled coarser level, then smooth
             for fine, coarse in reversed(list(zip(cfg.levels[:-1], cfg.levels[1:]))):
                 n, h, w, _ = maps[fine].shape
                 up = jax.image.resize(maps[coarse], (n, h, w, c), "nearest")
-                maps[fine] = Conv(c, 3, padding=1, grad=g, impl=impl, name=f"smooth_{fine}")(maps[fine] + up)
+                maps[fine] = Conv(c, 3, padding=1, grad=g, impl=impl, dtype=dt, name=f"smooth_{fine}")(maps[fine] + up)
         a, k = anchors_per_position(cfg.aspect_ratios), cfg.num_classes
         # Prior π (§5.2.1): face probability π for every anchor at initialisation, b = −log((1−π)/π).
         prior_bias = -math.log((1 - cfg.prior) / cfg.prior)
-        cls_head = Head(c, a * k, cfg.upsample, g, impl, name="cls_head")
-        reg_head = Head(c, a * 4, cfg.upsample, g, impl, name="reg_head")
+        cls_head = Head(c, a * k, cfg.upsample, g, impl, dt, name="cls_head")
+        reg_head = Head(c, a * 4, cfg.upsample, g, impl, dt, name="reg_head")
         cls, reg = [], []
         for lv in cfg.levels:
             logits = cls_head(maps[lv], train)

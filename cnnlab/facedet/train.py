@@ -124,7 +124,7 @@ def train(cfg: FaceNetConfig, workdir, *, backbone_weights=None) -> dict:
     train_source = FaceSource(train_records, cfg, seed=cfg.seed, augment=True, repeats=repeats)
     val_source = FaceSource(val_records, cfg, seed=cfg.seed, augment=False)
     loss_fn, metrics_fn, inputs_fn, _ = make_loss_fns(cfg)
-    model = FaceNet(cfg)
+    model = FaceNet(cfg, dtype=engine.compute_dtype(cfg.precision))
     start = "random (from scratch)" if backbone_weights is None else str(backbone_weights)
     print(f"FaceNet backbone ResNet-{cfg.depth}: {start}")
     init = None if backbone_weights is None else functools.partial(
@@ -149,7 +149,7 @@ def _example(cfg: FaceNetConfig):
 def load_trained(workdir):
     """(model, best variables, config) of a run written by ``train``."""
     cfg = tasks.read_run(workdir, TASK, FaceNetConfig)
-    model = FaceNet(cfg)
+    model = FaceNet(cfg, dtype=engine.compute_dtype(cfg.precision))
     return model, tasks.load_best(workdir, model, *_example(cfg)), cfg
 
 

@@ -33,7 +33,8 @@ def train_main(args) -> int:
     config = config_from_args(args)
     out = Path(args.out or f"runs/mnist-{config.model}-{config.grad}")
     print(model.format_layer_table(config.model))
-    print(f"training {config.model} ({config.grad} gradients) for {config.steps} steps, batch {config.batch_size}, "
+    print(f"training {config.model} ({config.grad} gradients, {config.precision}) for {config.steps} steps, batch "
+          f"{config.batch_size}, "
           f"lr {config.learning_rate}; run folder {out}")
     results = train.train(config, out, data_dir=args.data_dir)
     print(json.dumps(results, indent=2))

@@ -7,9 +7,14 @@ last layer has no ReLU (a ReLU before the softmax would forbid negative logits).
 
 Kernel weights (biases and BN parameters excluded), the paper's "Parameters" column of Table 3:
 CNN 153 792, feed-forward 167 168.
+
+``dtype`` is the compute dtype of every layer (``cnnlab.nn.layers``): ``make_model("cnn", dtype=jnp.bfloat16)``
+(or ``CNN(dtype=jnp.bfloat16)``) runs the activations, matmuls and convolutions in bfloat16, with float32
+parameters, batch-norm statistics and (in the loss) softmax; None (the default) runs in the input's dtype.
 """
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -28,9 +33,10 @@ MLP_LAYERS = tuple(("BN + Fully Connected + ReLU", 128) for _ in range(5)) + (("
 
 
 class CNN(nn.Module):
-    """Table 1. x: [N, 28, 28, 1] (or [N, 28, 28]) float -> logits [N, 10]."""
+    """Table 1. x: [N, 28, 28, 1] (or [N, 28, 28]) float -> logits [N, 10] in ``dtype``."""
     grad: str = "custom"
     impl: str = "auto"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -39,23 +45,24 @@ class CNN(nn.Module):
             if layer == "Maxpooling":
                 x = MaxPool(window=kernel, stride=stride, grad=self.grad)(x)
                 continue
-            x = BatchNorm(use_running_average=not train, grad=self.grad)(x)
-            x = Conv(channels, kernel, stride=stride, grad=self.grad, impl=self.impl)(x)
+            x = BatchNorm(use_running_average=not train, grad=self.grad, dtype=self.dtype)(x)
+            x = Conv(channels, kernel, stride=stride, grad=self.grad, impl=self.impl, dtype=self.dtype)(x)
             if layer.endswith("ReLU"):
                 x = op("relu", self.grad)(x)
         return x.reshape(x.shape[0], -1)  # [N, 1, 1, 10] -> [N, 10]
 
 
 class MLP(nn.Module):
-    """Table 2, the feed-forward network. x: [N, 28, 28] or [N, 784] float -> logits [N, 10]."""
+    """Table 2, the feed-forward network. x: [N, 28, 28] or [N, 784] float -> logits [N, 10] in ``dtype``."""
     grad: str = "custom"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool):
         x = x.reshape(x.shape[0], -1)
         for layer, hidden in MLP_LAYERS:
-            x = BatchNorm(use_running_average=not train, grad=self.grad)(x)
-            x = Dense(hidden, grad=self.grad)(x)
+            x = BatchNorm(use_running_average=not train, grad=self.grad, dtype=self.dtype)(x)
+            x = Dense(hidden, grad=self.grad, dtype=self.dtype)(x)
             if layer.endswith("ReLU"):
                 x = op("relu", self.grad)(x)
         return x
@@ -64,10 +71,11 @@ class MLP(nn.Module):
 MODELS = {"cnn": CNN, "mlp": MLP}
 
 
-def make_model(name: str, grad: str = "custom") -> nn.Module:
+def make_model(name: str, grad: str = "custom", dtype=None) -> nn.Module:
+    """The ``"cnn"`` (Table 1) or ``"mlp"`` (Table 2) model; ``dtype``: compute dtype (e.g. ``jnp.bfloat16``)."""
     if name not in MODELS:
         raise ValueError(f"make_model: model must be one of {sorted(MODELS)}, got {name!r}")
-    return MODELS[name](grad=grad)
+    return MODELS[name](grad=grad, dtype=dtype)
 
 
 def layer_table(name: str) -> list[tuple]:

@@ -31,7 +31,7 @@ def train(config: MnistConfig, workdir, *, data_dir=None) -> dict:
 
     data_dir: folder with the four MNIST IDX files (default: ``$CNNLAB_DATA_DIR/mnist``, else bundled).
     """
-    model = make_model(config.model, config.grad)
+    model = make_model(config.model, config.grad, engine.compute_dtype(config.precision))
     data = sources(data_dir)
     num_weights = count_kernel_weights(tasks.variables_template(model, *EXAMPLE)["params"])
     return engine.train_and_evaluate(
@@ -44,7 +44,7 @@ def train(config: MnistConfig, workdir, *, data_dir=None) -> dict:
 def load_trained(workdir):
     """(model, best variables, config) of a run written by ``train``."""
     config = tasks.read_run(workdir, TASK, MnistConfig)
-    model = make_model(config.model, config.grad)
+    model = make_model(config.model, config.grad, engine.compute_dtype(config.precision))
     return model, tasks.load_best(workdir, model, *EXAMPLE), config
 
 
@@ -53,7 +53,7 @@ def evaluate(workdir, *, data_dir=None, batch_size: int = 500) -> dict:
     model, variables, config = load_trained(workdir)
     _, eval_step = engine.make_steps(model, tasks.CLASSIFICATION_LOSSES[config.grad], tasks.accuracy, inputs)
     data = sources(data_dir)
-    results = {"model": config.model, "grad": config.grad}
+    results = {"model": config.model, "grad": config.grad, "precision": config.precision}
     for split in ("val", "test"):
         results.update({f"{split}_{k}": v for k, v in
                         engine.evaluate(eval_step, variables, data[split], batch_size).items()})

@@ -9,6 +9,8 @@ ring buffer in the ``"cache"`` collection (the Flax decoding idiom), so a step c
 whatever the position in the sequence.
 """
 
+from typing import Any
+
 import jax.numpy as jnp
 from flax import linen as nn
 
@@ -24,6 +26,8 @@ class Conv1D(nn.Module):
         initialised to ``||v||`` (Salimans & Kingma [6], as ``torch.nn.utils.weight_norm(dim=0)``).
     grad: ``"custom"`` differentiates through ``ops.conv1d``'s hand-written backward, ``"autodiff"``
         through ``ops.conv1d_autodiff`` (``cnnlab.nn.op``).
+    dtype: the compute dtype (``cnnlab.nn.layers``): input, kernel and bias are cast to it; None: the input's.
+        The weight norm is computed on the float32 parameters, before the cast.
     """
     features: int
     kernel_size: int
@@ -33,6 +37,7 @@ class Conv1D(nn.Module):
     grad: str = "custom"
     # The original TCN initialises every convolution with N(0, 0.01).
     kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.01)
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, *, decode: bool = False):
@@ -49,7 +54,9 @@ class Conv1D(nn.Module):
             g = self.param("scale", lambda _: jnp.sqrt(jnp.sum(v * v, axis=(0, 1))))
             w = g * v / jnp.sqrt(jnp.sum(v * v, axis=(0, 1)))
         b = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        w = w.astype(x.dtype)
+        if self.dtype is not None:
+            x = x.astype(self.dtype)
+        w, b = w.astype(x.dtype), b.astype(x.dtype)
         if decode:
             return self._step(x, w) + b
         conv = op("conv1d", self.grad)

@@ -5,11 +5,18 @@ Parameters use Flax's names and layouts (``kernel`` HWIO / [D_in, D_out], ``bias
 ``flax.linen`` layer's variables load unchanged. ``grad`` picks
 the backward pass: ``"custom"`` (the paper's equations, ``jax.custom_vjp``) or ``"autodiff"`` (the twin
 ``<op>_autodiff`` whose gradient JAX derives). Forward values are the same either way.
+
+``dtype`` is the compute dtype, as in ``flax.linen`` (``flax.linen.dtypes.promote_dtype``): the input and the
+parameters are cast to it at use (None: their common dtype). Parameters are created and stored in float32
+whatever ``dtype`` is, so with ``dtype=jnp.bfloat16`` the matmuls and convolutions run on bfloat16 while the
+gradients reach the optimiser in float32 (the VJP of the cast). Normalisation layers compute their statistics
+in float32 either way (``ops.batch_norm``, ``ops.group_norm``) and return ``dtype``.
 """
 
-from typing import Callable
+from typing import Any, Callable
 
 import flax.linen as nn
+from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
 
@@ -45,14 +52,16 @@ class Conv(nn.Module):
     grad: str = "custom"
     impl: str = "auto"
     kernel_init: Callable = nn.initializers.lecun_normal()
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
         kh, kw = _pair(self.kernel_size, "Conv", "kernel_size")
         kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
+        x, kernel = promote_dtype(x, kernel, dtype=self.dtype)
         y = op("conv2d", self.grad)(x, kernel, stride=self.stride, padding=self.padding, impl=self.impl)
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         return y
 
 
@@ -63,12 +72,14 @@ class Dense(nn.Module):
     use_bias: bool = True
     grad: str = "custom"
     kernel_init: Callable = nn.initializers.lecun_normal()
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x):
         kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features))
         bias = (self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias
                 else jnp.zeros((self.features,), x.dtype))
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = op("dense", self.grad)(x.reshape(-1, x.shape[-1]), kernel, bias)
         return y.reshape(*x.shape[:-1], self.features)
 
@@ -85,11 +96,14 @@ class BatchNorm(nn.Module):
     momentum: float = 0.9
     eps: float = 1e-5
     grad: str = "custom"
+    dtype: Any = None  # the output's; the statistics (batch and running) are float32 for any dtype
 
     @nn.compact
     def __call__(self, x, use_running_average: bool | None = None):
         use_running_average = nn.merge_param("use_running_average", self.use_running_average,
                                              use_running_average)
+        if self.dtype is not None:
+            x = x.astype(self.dtype)
         channels = (x.shape[-1],)
         scale = self.param("scale", nn.initializers.ones, channels)
         bias = self.param("bias", nn.initializers.zeros, channels)
@@ -116,9 +130,12 @@ class GroupNorm(nn.Module):
     group_size: int | None = None
     eps: float = 1e-6
     grad: str = "custom"
+    dtype: Any = None  # the output's; the group statistics are float32 for any dtype
 
     @nn.compact
     def __call__(self, x):
+        if self.dtype is not None:
+            x = x.astype(self.dtype)
         c = x.shape[-1]
         if (self.num_groups is None) == (self.group_size is None):
             raise ValueError(f"GroupNorm: give exactly one of num_groups and group_size, got "

@@ -10,8 +10,11 @@ bottleneck sits on its 3×3 convolution). Input: ``x: [N, H, W, 3]``, ImageNet-n
 Every layer is a ``cnnlab.nn`` module on the paper's ops (convolution Eq. (20)–(25), batch norm Eq. (34)–(50),
 max-pooling Eq. (28)–(33), ReLU): ``grad="custom"`` runs their written-out backward passes, ``"autodiff"``
 JAX's gradient of the same forward; ``impl`` picks ``ops.conv2d``'s implementation. The global average pool
-is a plain mean (its gradient, 1/(HW) to every position, is what autodiff gives).
+is a plain mean (its gradient, 1/(HW) to every position, is what autodiff gives). ``dtype`` is every layer's
+compute dtype (``cnnlab.nn.layers``; e.g. ``jnp.bfloat16``, with float32 parameters and statistics).
 """
+
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -25,15 +28,15 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _conv(features, kernel, stride, grad, impl, name=None):
+def _conv(features, kernel, stride, grad, impl, name=None, dtype=None):
     # torchvision pads k//2 on every side and has no conv biases before BatchNorm.
     return Conv(features, kernel, stride=stride, padding=kernel // 2, use_bias=False, grad=grad, impl=impl,
-                name=name)
+                dtype=dtype, name=name)
 
 
-def _bn(train, grad, name=None):
+def _bn(train, grad, name=None, dtype=None):
     # Flax momentum 0.9 is torch's momentum 0.1; eps as torch.
-    return BatchNorm(use_running_average=not train, momentum=0.9, eps=1e-5, grad=grad, name=name)
+    return BatchNorm(use_running_average=not train, momentum=0.9, eps=1e-5, grad=grad, dtype=dtype, name=name)
 
 
 class BasicBlock(nn.Module):
@@ -42,14 +45,16 @@ class BasicBlock(nn.Module):
     stride: int = 1
     grad: str = "custom"
     impl: str = "auto"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool):
-        g, impl, relu = self.grad, self.impl, op("relu", self.grad)
-        y = relu(_bn(train, g, "bn1")(_conv(self.planes, 3, self.stride, g, impl, "conv1")(x)))
-        y = _bn(train, g, "bn2")(_conv(self.planes, 3, 1, g, impl, "conv2")(y))
+        g, impl, dt, relu = self.grad, self.impl, self.dtype, op("relu", self.grad)
+        y = relu(_bn(train, g, "bn1", dt)(_conv(self.planes, 3, self.stride, g, impl, "conv1", dt)(x)))
+        y = _bn(train, g, "bn2", dt)(_conv(self.planes, 3, 1, g, impl, "conv2", dt)(y))
         if self.stride != 1 or x.shape[-1] != self.planes:
-            x = _bn(train, g, "downsample_bn")(_conv(self.planes, 1, self.stride, g, impl, "downsample_conv")(x))
+            x = _bn(train, g, "downsample_bn", dt)(
+                _conv(self.planes, 1, self.stride, g, impl, "downsample_conv", dt)(x))
         return relu(x + y)
 
 
@@ -66,18 +71,19 @@ class Bottleneck(nn.Module):
     norm: str = "batch"
     grad: str = "custom"
     impl: str = "auto"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool):
-        g, impl, relu = self.grad, self.impl, op("relu", self.grad)
+        g, impl, dt, relu = self.grad, self.impl, self.dtype, op("relu", self.grad)
         out = self.planes * self.expansion
-        norm = (lambda name: _bn(train, g, name)) if self.norm == "batch" else (
-            lambda name: GroupNorm(num_groups=None, group_size=min(8, self.planes), grad=g, name=name))
-        y = relu(norm("bn1")(_conv(self.planes, 1, 1, g, impl, "conv1")(x)))
-        y = relu(norm("bn2")(_conv(self.planes, 3, self.stride, g, impl, "conv2")(y)))
-        y = norm("bn3")(_conv(out, 1, 1, g, impl, "conv3")(y))
+        norm = (lambda name: _bn(train, g, name, dt)) if self.norm == "batch" else (
+            lambda name: GroupNorm(num_groups=None, group_size=min(8, self.planes), grad=g, dtype=dt, name=name))
+        y = relu(norm("bn1")(_conv(self.planes, 1, 1, g, impl, "conv1", dt)(x)))
+        y = relu(norm("bn2")(_conv(self.planes, 3, self.stride, g, impl, "conv2", dt)(y)))
+        y = norm("bn3")(_conv(out, 1, 1, g, impl, "conv3", dt)(y))
         if self.stride != 1 or x.shape[-1] != out:
-            x = norm("downsample_bn")(_conv(out, 1, self.stride, g, impl, "downsample_conv")(x))
+            x = norm("downsample_bn")(_conv(out, 1, self.stride, g, impl, "downsample_conv", dt)(x))
         return relu(x + y)
 
 
@@ -86,6 +92,7 @@ class ResNet(nn.Module):
     depth: int = 18
     grad: str = "custom"
     impl: str = "auto"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -95,16 +102,16 @@ class ResNet(nn.Module):
             raise ValueError(f"ResNet: x must be [N, H, W, 3], got shape {x.shape}")
         kind, blocks = DEPTHS[self.depth]
         block = BasicBlock if kind == "basic" else Bottleneck
-        g, impl = self.grad, self.impl
-        x = op("relu", g)(_bn(train, g, "bn1")(_conv(64, 7, 2, g, impl, "conv1")(x)))
+        g, impl, dt = self.grad, self.impl, self.dtype
+        x = op("relu", g)(_bn(train, g, "bn1", dt)(_conv(64, 7, 2, g, impl, "conv1", dt)(x)))
         x = MaxPool(3, 2, padding=1, grad=g)(x)
         features = {}
         for stage, (n, planes) in enumerate(zip(blocks, (64, 128, 256, 512))):
             for i in range(n):
                 stride = 2 if i == 0 and stage > 0 else 1
-                x = block(planes, stride, grad=g, impl=impl, name=f"layer{stage + 1}_{i}")(x, train)
+                x = block(planes, stride, grad=g, impl=impl, dtype=dt, name=f"layer{stage + 1}_{i}")(x, train)
             features[f"conv{stage + 2}"] = x
-        features["pooled"] = jnp.mean(x, axis=(1, 2))
+        features["pooled"] = jnp.mean(x, axis=(1, 2), dtype=jnp.promote_types(x.dtype, jnp.float32)).astype(x.dtype)
         return features
 
 

@@ -3,6 +3,8 @@
 Layout follows Flax: ``x: [N, T, C_in]`` / ``[N, H, W, C_in]``, kernels ``[k, C_in, C_out]`` /
 ``[kh, kw, C_in, C_out]``. Each op is a ``jax.custom_vjp`` whose backward is written out (Eq. (24)–(25)
 and their 1-D form); ``*_autodiff`` is the same forward with the gradient JAX derives.
+bfloat16 inputs give bfloat16 outputs and gradients; every matmul and convolution, forward and backward
+(the sums of Eq. (22), (24) and (25)), accumulates in float32 (``cnnlab.ops._dtypes``).
 """
 
 import functools
@@ -13,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnlab.ops._checks import check_floating, check_int_at_least, check_rank
+from cnnlab.ops._dtypes import accumulation_dtype, matmul
 
 _NWC = ("NWC", "WIO", "NWC")
 
@@ -44,8 +47,8 @@ def _conv1d_fwd_xla(x, w, dilation):
     # Eq. (63) with s = 1 and Eq. (64) with p_left = d(k-1), p_right = 0: T' = T and output t only reads
     # inputs t - d(k-1) ... t, so no output sees the future (§6.2.1, "smart zero-padding").
     pad = dilation * (w.shape[0] - 1)
-    return lax.conv_general_dilated(x, w, window_strides=(1,), padding=[(pad, 0)],
-                                    rhs_dilation=(dilation,), dimension_numbers=_NWC)
+    return lax.conv_general_dilated(x, w, window_strides=(1,), padding=[(pad, 0)], rhs_dilation=(dilation,),
+                                    dimension_numbers=_NWC, preferred_element_type=accumulation_dtype(x, w))
 
 
 def _conv1d_bwd_xla(dilation, x, w, g):
@@ -53,12 +56,13 @@ def _conv1d_bwd_xla(dilation, x, w, g):
     # dx[t] = sum_i g[t + d(k-1) - d i] w[i]^T: the anti-causal twin of the forward, i.e. the same dilated
     # convolution of g with the time-reversed, channel-swapped kernel and right-only padding d(k-1).
     w_rot = jnp.flip(w, 0).swapaxes(1, 2)
-    dx = lax.conv_general_dilated(g, w_rot, window_strides=(1,), padding=[(0, pad)],
-                                  rhs_dilation=(dilation,), dimension_numbers=_NWC)
+    dx = lax.conv_general_dilated(g, w_rot, window_strides=(1,), padding=[(0, pad)], rhs_dilation=(dilation,),
+                                  dimension_numbers=_NWC, preferred_element_type=accumulation_dtype(g, w))
     # dW[i] = sum_{n,t} x_pad[n, t + d i]^T g[n, t]: correlate the left-padded input with g, stepping the
     # output index by d. The batch axis N is the contraction ("feature") axis, C_in plays the batch axis.
     dw = lax.conv_general_dilated(x, g, window_strides=(dilation,), padding=[(pad, 0)],
-                                  dimension_numbers=("CWN", "IWO", "WNC"))
+                                  dimension_numbers=("CWN", "IWO", "WNC"),
+                                  preferred_element_type=accumulation_dtype(x, g))
     return dx, dw
 
 
@@ -72,7 +76,7 @@ def _taps(x, k, dilation):
 
 def _conv1d_fwd_patches(x, w, dilation):
     k, c_in, c_out = w.shape
-    return _taps(x, k, dilation) @ w.reshape(k * c_in, c_out)
+    return matmul(_taps(x, k, dilation), w.reshape(k * c_in, c_out))
 
 
 def _conv1d_bwd_patches(dilation, x, w, g):
@@ -80,8 +84,9 @@ def _conv1d_bwd_patches(dilation, x, w, g):
     t = x.shape[1]
     # dW = P^T g and dP = g W^T, one matmul each; dP's k column blocks are shifted back onto the input
     # (tap i of output t read input t - d(k-1-i)): the 1-D row2im.
-    dw = jnp.einsum("ntp,nto->po", _taps(x, k, dilation), g).reshape(k, c_in, c_out)
-    d_taps = (g @ w.reshape(k * c_in, c_out).T).reshape(*g.shape[:2], k, c_in)
+    dw = jnp.einsum("ntp,nto->po", _taps(x, k, dilation), g,
+                    preferred_element_type=accumulation_dtype(x, g)).reshape(k, c_in, c_out)
+    d_taps = matmul(g, w.reshape(k * c_in, c_out).T).reshape(*g.shape[:2], k, c_in)
     dx = 0
     for i in range(k):
         shift = dilation * (k - 1 - i)
@@ -106,13 +111,13 @@ def conv1d_autodiff(x, w, *, dilation=1, impl="auto"):
     """
     _check_conv1d(x, w, dilation, impl)
     fwd = _conv1d_fwd_patches if _resolve_conv1d(impl) == "patches" else _conv1d_fwd_xla
-    return fwd(x, w, dilation)
+    return fwd(x, w, dilation).astype(x.dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv1d(x, w, dilation, impl):
     fwd = _conv1d_fwd_patches if impl == "patches" else _conv1d_fwd_xla
-    return fwd(x, w, dilation)
+    return fwd(x, w, dilation).astype(x.dtype)
 
 
 def _conv1d_fwd(x, w, dilation, impl):
@@ -190,8 +195,8 @@ def _out_size(size, k, stride, padding):
 
 
 def _conv2d_xla(x, w, stride, padding):
-    return lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2,
-                                    dimension_numbers=_NHWC)
+    return lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2, dimension_numbers=_NHWC,
+                                    preferred_element_type=accumulation_dtype(x, w))
 
 
 def _conv2d_bwd_xla(stride, padding, x, w, g):
@@ -205,12 +210,14 @@ def _conv2d_bwd_xla(stride, padding, x, w, g):
     dx = lax.conv_general_dilated(g, w_rot, (1, 1),
                                   [(kh - 1 - padding, kh - 1 - padding + rh),
                                    (kw - 1 - padding, kw - 1 - padding + rw)],
-                                  lhs_dilation=(stride, stride), dimension_numbers=_NHWC)
+                                  lhs_dilation=(stride, stride), dimension_numbers=_NHWC,
+                                  preferred_element_type=accumulation_dtype(g, w))
     # Eq. (25): dW[j, i] = sum_{r,h',w'} x_pad[r, s h' + j, s w' + i] delta[r, h', w']: correlate the input
     # with the stride-dilated delta; the batch axis is contracted, C_in plays the batch axis.
     dw = lax.conv_general_dilated(x, g, (1, 1), [(padding, padding - rh), (padding, padding - rw)],
                                   rhs_dilation=(stride, stride),
-                                  dimension_numbers=("CHWN", "IHWO", "HWNC"))
+                                  dimension_numbers=("CHWN", "IHWO", "HWNC"),
+                                  preferred_element_type=accumulation_dtype(x, g))
     return dx, dw
 
 
@@ -278,12 +285,12 @@ def _conv2d_patches(x, w, stride, padding):
     n, h, wd, _ = x.shape
     if kh == kw == 1 and padding == 0:  # Eq. (22) is one matmul over the channels
         xs, w_mat = _pointwise(x, w, stride)
-        return xs @ w_mat
+        return matmul(xs, w_mat)
     index = _patch_index(h, wd, kh, kw, stride, padding)
     w_mat = w.reshape(kh * kw * c_in, c_out)
 
     def block(xb):  # Eq. (22) as one matmul per block
-        return (_im2row(xb, index, kh * kw) @ w_mat).reshape(xb.shape[0], -1, c_out)
+        return matmul(_im2row(xb, index, kh * kw), w_mat).reshape(xb.shape[0], -1, c_out)
 
     oh, ow = _out_size(h, kh, stride, padding), _out_size(wd, kw, stride, padding)
     chunk = _chunk(n, oh * ow, kh * kw * c_in)
@@ -295,11 +302,11 @@ def _dw_t(delta, patches):
     """Eq. (25) as dW^T = delta^T P for delta [M, C_out] and patches P [M, kh kw C_in] -> [C_out, kh kw C_in].
 
     The narrower operand is transposed in memory first: the barrier keeps XLA from folding the transpose
-    into the dot, whose transposed-operand form runs on a slower matmul kernel (15 % on Table 1's 64->64
-    layer, docs/performance.md)."""
+    into the dot, whose transposed-operand form is not lowered to a YNNPACK dot on the CPU (the Table 1 step
+    5-9 % faster with two threads, docs/performance.md)."""
     if delta.shape[1] <= patches.shape[1]:
-        return lax.optimization_barrier(delta.T) @ patches
-    return (lax.optimization_barrier(patches.T) @ delta).T
+        return matmul(lax.optimization_barrier(delta.T), patches)
+    return matmul(lax.optimization_barrier(patches.T), delta).T
 
 
 def _conv2d_bwd_patches(stride, padding, x, w, g):
@@ -309,16 +316,16 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
     oh, ow = g.shape[1:3]
     if kh == kw == 1 and padding == 0:  # Eq. (24): dx = delta W^T on the read positions; Eq. (25): x^T delta
         xs, w_mat = _pointwise(x, w, stride)
-        zero = jnp.zeros((), g.dtype)
-        dx = lax.pad(g @ w_mat.T, zero, [(0, 0, 0), (0, h - stride * (oh - 1) - 1, stride - 1),
-                                          (0, wd - stride * (ow - 1) - 1, stride - 1), (0, 0, 0)])
-        return dx, (xs.reshape(-1, c_in).T @ g.reshape(-1, c_out)).reshape(w.shape)
+        zero = jnp.zeros((), accumulation_dtype(g, w))
+        dx = lax.pad(matmul(g, w_mat.T), zero, [(0, 0, 0), (0, h - stride * (oh - 1) - 1, stride - 1),
+                                                (0, wd - stride * (ow - 1) - 1, stride - 1), (0, 0, 0)])
+        return dx, matmul(xs.reshape(-1, c_in).T, g.reshape(-1, c_out)).reshape(w.shape)
     hp, wp = h + 2 * padding, wd + 2 * padding
     index = _patch_index(h, wd, kh, kw, stride, padding)
     w_mat = w.reshape(kh * kw * c_in, c_out)
 
     def block(xb, gb):
-        dxb = _row2im(gb @ w_mat.T, kh, kw, stride, hp, wp)[:, padding:padding + h, padding:padding + wd]
+        dxb = _row2im(matmul(gb, w_mat.T), kh, kw, stride, hp, wp)[:, padding:padding + h, padding:padding + wd]
         return dxb, _dw_t(gb.reshape(-1, c_out), _im2row(xb, index, kh * kw))
 
     def step(dw_t, xg):
@@ -329,7 +336,8 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
     if chunk == n:
         dx, dw_t = block(x, g)
         return dx, dw_t.T.reshape(w.shape)
-    dw_t, dx = lax.scan(step, jnp.zeros_like(w_mat.T), (_blocks(x, chunk), _blocks(g, chunk)))
+    dw_t = jnp.zeros(w_mat.T.shape, accumulation_dtype(x, g))  # Eq. (25)'s sum over the blocks
+    dw_t, dx = lax.scan(step, dw_t, (_blocks(x, chunk), _blocks(g, chunk)))
     return _unblock(dx, n), dw_t.T.reshape(w.shape)
 
 
@@ -358,7 +366,7 @@ def _resolve(impl, x_shape, w_shape, stride, padding):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv2d(x, w, stride, padding, impls):
     fwd = _conv2d_patches if impls[0] == "patches" else _conv2d_xla
-    return fwd(x, w, stride, padding)
+    return fwd(x, w, stride, padding).astype(x.dtype)
 
 
 def _conv2d_fwd(x, w, stride, padding, impls):
@@ -394,4 +402,4 @@ def conv2d_autodiff(x, w, *, stride=1, padding=0, impl="auto"):
     """``lax.conv_general_dilated`` with the gradient JAX derives; same signature as ``conv2d`` (``impl``
     is checked and otherwise ignored)."""
     _check_conv2d(x, w, stride, padding, impl)
-    return _conv2d_xla(x, w, stride, padding)
+    return _conv2d_xla(x, w, stride, padding).astype(x.dtype)

@@ -10,8 +10,23 @@ and a random cotangent ``u`` for every output, and differentiate the scalar ``L 
   ``(L(x + h v) - L(x - h v)) / 2h`` against ``<g_custom, v>``, relative to ``sum |g_custom * v|`` (the size
   of the terms of that dot product, so cancellation between them cannot inflate the error).
 
-Run it as ``cnnlab gradcheck [--dtype float64] [--op NAME]`` (``--errata``: see ``cnnlab.ops.errata``);
-``tests/test_gradcheck.py`` runs the same grid.
+bfloat16 (``check_bfloat16``) has too few bits for finite differences. There the inputs and ``u`` are drawn,
+rounded to bfloat16, and the custom VJP's gradient on them is compared, as a whole, with
+
+- the float32 gradient: ``jax.grad`` of the twin on the same (exactly representable) values in float32, and
+- ``jax.grad`` of the twin in bfloat16,
+
+by ``||g_bf16 - g_ref|| / ||g_f32||`` (2-norms over each input's whole gradient, the largest over inputs).
+Against float32 the bound is ``BF16_TOLERANCE`` = 4 * 2^-8 ~ 1.6e-2: bfloat16 keeps 8 significant bits, so
+rounding the returned gradient alone costs up to 2^-8 (unit roundoff) of it; the ops accumulate their sums in
+float32 (``cnnlab.ops._dtypes``), and the remaining rounding of saved activations (a sigmoid's output, the
+convolution output a ReLU's mask reads) adds a few units more, not a factor growing with the sum's length
+(``LONG_SUMS`` checks sums over thousands of terms; measured errors: 0.7e-3 to 8e-3 on this grid).
+Against the bfloat16 twin the bound is twice that, ``BF16_TWIN_TOLERANCE``: both are within
+``BF16_TOLERANCE`` of the float32 gradient, and XLA's bfloat16 autodiff rounds its intermediates too.
+
+Run it as ``cnnlab gradcheck [--dtype float64 float32 bfloat16] [--op NAME]`` (``--errata``: see
+``cnnlab.ops.errata``); ``tests/test_gradcheck.py`` runs the same grid.
 """
 
 import argparse
@@ -132,11 +147,26 @@ CASES = [
     Case("max_pool2d", max_pool2d, max_pool2d_autodiff, normal((2, 5, 5, 1)), dict(window=2, stride=1, padding=1)),
 ]
 
+# Long sums, checked in bfloat16 only (``run`` adds them to its bfloat16 rows): batch statistics over
+# M = 32 * 16 * 16 = 8192 entries, Eq. (17)/(25)'s weight-gradient sums over 1024 rows and 8 * 14 * 14 positions,
+# Eq. (15)/(24)'s sums over 256 input features and a 3x3x64 window: the error must stay at the rounding of the
+# result, whatever the sum's length.
+LONG_SUMS = [
+    Case("batch_norm", batch_norm, batch_norm_autodiff, normal((32, 16, 16, 2), (2,), (2,))),
+    Case("dense", dense, dense_autodiff, normal((1024, 256), (256, 8), (8,))),
+    *[Case("conv2d", conv2d, conv2d_autodiff, normal((8, 16, 16, 64), (3, 3, 64, 4)), dict(impl=impl))
+      for impl in ("patches", "xla")],
+    Case("conv1d", conv1d, conv1d_autodiff, normal((4, 256, 32), (3, 32, 4)), dict(dilation=2, impl="patches")),
+]
+
 # Tolerances on the relative errors above: float64 is the check that matters; float32 rounding (~6e-8) is
 # amplified by the sums in the backward passes, and by 1/h in the finite differences.
 TOLERANCE = {"float64": 1e-6, "float32": 1e-4}
 FD_STEP = {"float64": 1e-5, "float32": 1e-3}
 FD_TOLERANCE = {"float64": 1e-6, "float32": 1e-2}
+# bfloat16 (module docstring): a few units of its roundoff 2^-8, vs the float32 gradient and vs the bf16 twin.
+BF16_TOLERANCE = 4 * 2.0 ** -8
+BF16_TWIN_TOLERANCE = 2 * BF16_TOLERANCE
 
 
 def _relative_errors(case: Case, argnums, inputs, us, vs, h):
@@ -180,18 +210,61 @@ def check(case: Case, dtype: str = "float64", seed: int = 0):
     return twin_error, fd_error, passed
 
 
-def run(cases=None, dtypes=("float64", "float32")) -> bool:
-    """Print the table of relative errors for ``cases`` (default: all) in each dtype; True if all pass."""
+def _bf16_errors(case: Case, argnums, inputs, us):
+    """(error vs the float32 gradient, error vs jax.grad of the twin in bfloat16) of one case, one jit."""
+    fn = functools.partial(case.fn, **case.kwargs)
+    twin = functools.partial(case.twin, **case.kwargs)
+
+    def functional(f):  # L = sum(u * op(x)) summed in float32
+        return lambda *args: sum(jnp.sum(u.astype(jnp.float32) * o.astype(jnp.float32))
+                                 for u, o in zip(us, jax.tree.leaves(f(*args))))
+
+    def upcast(a):
+        return a.astype(jnp.float32) if a.dtype == jnp.bfloat16 else a
+
+    g_bf16 = jax.grad(functional(fn), argnums)(*inputs)
+    g_f32 = jax.grad(functional(twin), argnums)(*map(upcast, inputs))
+    g_twin = jax.grad(functional(twin), argnums)(*inputs)
+
+    def error(gs, refs):
+        return jnp.max(jnp.stack([jnp.linalg.norm((g.astype(jnp.float32) - r.astype(jnp.float32)).ravel())
+                                  / jnp.maximum(jnp.linalg.norm(f.ravel()), 1e-30)
+                                  for g, r, f in zip(gs, refs, g_f32)]))
+    return error(g_bf16, g_f32), error(g_bf16, g_twin)
+
+
+def check_bfloat16(case: Case, seed: int = 0):
+    """Return ``(error vs the float32 gradient, error vs the bfloat16 twin, passed)`` for one case on bfloat16
+    inputs (module docstring); also fails if a gradient does not come back in its input's dtype."""
+    rng = np.random.default_rng(seed)
+    inputs = case.make_inputs(rng, jnp.bfloat16)
+    argnums = tuple(i for i, a in enumerate(inputs) if jnp.issubdtype(a.dtype, jnp.floating))
+    outs = jax.tree.leaves(jax.eval_shape(functools.partial(case.fn, **case.kwargs), *inputs))
+    us = [jnp.asarray(rng.standard_normal(o.shape), jnp.bfloat16) for o in outs]
+    grads = jax.eval_shape(lambda *a: jax.grad(lambda *b: sum(jnp.sum(o.astype(jnp.float32)) for o in jax.tree.leaves(
+        case.fn(*b, **case.kwargs))), argnums)(*a), *inputs)
+    dtypes_ok = all(g.dtype == inputs[i].dtype for g, i in zip(grads, argnums))
+    f32_error, twin_error = (float(e) for e in jax.jit(functools.partial(_bf16_errors, case, argnums))(inputs, us))
+    return f32_error, twin_error, dtypes_ok and f32_error <= BF16_TOLERANCE and twin_error <= BF16_TWIN_TOLERANCE
+
+
+def run(cases=None, dtypes=("float64", "float32", "bfloat16")) -> bool:
+    """Print the table of relative errors for ``cases`` (default: all) in each dtype; True if all pass.
+    bfloat16 adds the ``LONG_SUMS`` of the same ops; its columns are the errors vs the float32 gradient and vs
+    the bfloat16 twin."""
     cases = CASES if cases is None else cases
-    rows = [(case.id, dtype, *check(case, dtype)) for dtype in dtypes for case in cases]
+    long_sums = [c for c in LONG_SUMS if c.op in {case.op for case in cases}]
+    rows = [(case.id, dtype, *(check_bfloat16(case) if dtype == "bfloat16" else check(case, dtype)))
+            for dtype in dtypes for case in cases + (long_sums if dtype == "bfloat16" else [])]
     width = max(len(r[0]) for r in rows)
-    print(f"{'case':<{width}}  {'dtype':<7}  {'vs autodiff':>11}  {'vs fin.diff':>11}  result")
+    print(f"{'case':<{width}}  {'dtype':<8}  {'vs autodiff':>11}  {'vs fin.diff':>11}  result")
     for case_id, dtype, twin_error, fd_error, passed in rows:
-        print(f"{case_id:<{width}}  {dtype:<7}  {twin_error:11.2e}  {fd_error:11.2e}  "
+        print(f"{case_id:<{width}}  {dtype:<8}  {twin_error:11.2e}  {fd_error:11.2e}  "
               f"{'ok' if passed else 'FAIL'}")
     failed = sum(not r[-1] for r in rows)
     print(f"{len(rows) - failed}/{len(rows)} passed (tolerances: vs autodiff {TOLERANCE}, "
-          f"vs finite differences {FD_TOLERANCE})")
+          f"vs finite differences {FD_TOLERANCE}; bfloat16: vs the float32 gradient {BF16_TOLERANCE:.3g}, "
+          f"vs the bfloat16 twin {BF16_TWIN_TOLERANCE:.3g})")
     return failed == 0
 
 
@@ -210,7 +283,9 @@ def add_parser(commands) -> None:
     """Register ``cnnlab gradcheck`` on the CLI's sub-command parsers."""
     parser = commands.add_parser("gradcheck", help="check every op's custom gradient (autodiff, Eq. (13))",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--dtype", nargs="+", choices=["float64", "float32"], default=["float64", "float32"])
+    parser.add_argument("--dtype", nargs="+", choices=["float64", "float32", "bfloat16"],
+                        default=["float64", "float32", "bfloat16"],
+                        help="bfloat16: the columns are the errors vs the float32 gradient and vs the bf16 twin")
     parser.add_argument("--op", default=None, help="check only this op (e.g. conv2d)")
     parser.add_argument("--errata", action="store_true",
                         help="instead, print the error of each printed (wrong) equation of docs/derivations.md")

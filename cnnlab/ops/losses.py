@@ -3,14 +3,16 @@
 All three are plain JAX functions whose gradients JAX derives (the paper derives no backward pass for
 them). The classification losses take *logits* ``z`` rather than probabilities ``p̂ = σ(z)`` and are
 written with ``log σ(z)`` / ``log σ(−z)`` so that they stay finite for any |z| (``log(σ(z))`` computed as
-``log`` of a rounded-to-zero sigmoid would give ``-inf`` from |z| ≈ 17 in float32). They keep the dtype of
-their input (float32, float64, bfloat16) and work under ``jit``, ``vmap`` and ``grad``.
+``log`` of a rounded-to-zero sigmoid would give ``-inf`` from |z| ≈ 17 in float32). They compute and return
+float32 for bfloat16 inputs (float64 for float64; the gradient w.r.t. a bfloat16 input is bfloat16) and work
+under ``jit``, ``vmap`` and ``grad``.
 """
 
 import jax
 import jax.numpy as jnp
 
 from cnnlab.ops._checks import check_floating
+from cnnlab.ops._dtypes import accumulation_dtype
 
 
 def _check_pair(op: str, logits, targets) -> None:
@@ -29,6 +31,7 @@ def smooth_l1(x, *, beta: float = 1.0):
     check_floating("smooth_l1", "x", x)
     if not beta > 0:
         raise ValueError(f"smooth_l1: beta must be > 0, got {beta}")
+    x = x.astype(accumulation_dtype(x))
     abs_x = jnp.abs(x)
     return jnp.where(abs_x < beta, 0.5 * x * x / beta, abs_x - 0.5 * beta)
 
@@ -40,6 +43,7 @@ def binary_cross_entropy(logits, targets):
     ``logits``, ``targets``: the same shape; targets in [0, 1] (soft targets allowed).
     """
     _check_pair("binary_cross_entropy", logits, targets)
+    logits = logits.astype(accumulation_dtype(logits))
     p = jnp.asarray(targets, logits.dtype)
     return -p * jax.nn.log_sigmoid(logits) - (1 - p) * jax.nn.log_sigmoid(-logits)
 
@@ -58,6 +62,7 @@ def focal_loss(logits, targets, *, gamma: float = 2.0, alpha: float | None = Non
         raise ValueError(f"focal_loss: gamma must be >= 0, got {gamma}")
     if alpha is not None and not 0 <= alpha <= 1:
         raise ValueError(f"focal_loss: alpha must be in [0, 1] or None, got {alpha}")
+    logits = logits.astype(accumulation_dtype(logits))
     p = jnp.asarray(targets, logits.dtype)
     log_p = jax.nn.log_sigmoid(logits)  # log p̂
     log_not_p = jax.nn.log_sigmoid(-logits)  # log (1 − p̂)

@@ -1,5 +1,6 @@
 """Softmax, Eq. (51), with the backward pass of Eq. (52) (as corrected in docs/derivations.md), and the
-cross-entropy loss of Eq. (53)-(54) taken straight from logits.
+cross-entropy loss of Eq. (53)-(54) taken straight from logits. bfloat16 inputs: the sums over the classes run
+in float32; softmax returns the input's dtype, the cross-entropy (a loss) float32.
 """
 
 import functools
@@ -8,12 +9,14 @@ import jax
 import jax.numpy as jnp
 
 from cnnlab.ops._checks import check_floating, check_integer
+from cnnlab.ops._dtypes import accumulation_dtype
 
 
 def _softmax_forward(x, axis):
     # Eq. (51), shifted by the maximum so exp cannot overflow; the shift cancels between numerator and sum.
-    z = jnp.exp(x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True)))
-    return z / jnp.sum(z, axis=axis, keepdims=True)
+    xc = x.astype(accumulation_dtype(x))
+    z = jnp.exp(xc - jax.lax.stop_gradient(jnp.max(xc, axis=axis, keepdims=True)))
+    return (z / jnp.sum(z, axis=axis, keepdims=True)).astype(x.dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -28,7 +31,9 @@ def _softmax_fwd(x, axis):
 
 def _softmax_bwd(axis, y, delta):
     # Eq. (52), corrected: delta^(l)_c = y_c (delta^(l+1)_c - sum_c' delta^(l+1)_c' y_c').
-    return (y * (delta - jnp.sum(delta * y, axis=axis, keepdims=True)),)
+    dtype = accumulation_dtype(y, delta)
+    yc, dc = y.astype(dtype), delta.astype(dtype)
+    return ((yc * (dc - jnp.sum(dc * yc, axis=axis, keepdims=True))).astype(y.dtype),)
 
 
 _softmax.defvjp(_softmax_fwd, _softmax_bwd)
@@ -66,12 +71,12 @@ def _check_cross_entropy(logits, labels):
 
 def _cross_entropy_forward(logits, labels):
     # Eq. (53) for a one-hot y and y_hat = softmax(logits): -log y_hat[label] = logsumexp(logits) - logits[label],
-    # which never takes the log of an underflowed probability. Computed in at least float32.
-    z = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+    # which never takes the log of an underflowed probability. Computed and returned in at least float32.
+    z = logits.astype(accumulation_dtype(logits))
     z = z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
     log_norm = jnp.log(jnp.sum(jnp.exp(z), axis=-1))
     picked = jnp.take_along_axis(z, labels[..., None], axis=-1)[..., 0]
-    return (log_norm - picked).astype(logits.dtype)
+    return log_norm - picked
 
 
 @jax.custom_vjp
@@ -86,7 +91,7 @@ def _cross_entropy_fwd(logits, labels):
 def _cross_entropy_bwd(residuals, delta):
     # Eq. (54) chained through Eq. (52): -y/y_hat times the softmax Jacobian collapses to y_hat - y.
     logits, labels = residuals
-    z = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+    z = logits.astype(accumulation_dtype(logits))
     y_hat = _softmax_forward(z, -1)
     y = jax.nn.one_hot(labels, logits.shape[-1], dtype=z.dtype)
     return (delta[..., None].astype(z.dtype) * (y_hat - y)).astype(logits.dtype), None
@@ -98,8 +103,9 @@ _cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
 def cross_entropy(logits, labels):
     """Per-example cross-entropy of softmax(logits) against integer labels, Eq. (53)-(54).
 
-    logits: [..., K] floating, labels: [...] integer in [0, K). Returns the loss [...] (average it yourself;
-    Eq. (53) sums over the batch). Gradient w.r.t. logits: softmax(logits) - one_hot(labels).
+    logits: [..., K] floating, labels: [...] integer in [0, K). Returns the loss [...] in float32 (float64 for
+    float64 logits; average it yourself: Eq. (53) sums over the batch). Gradient w.r.t. logits:
+    softmax(logits) - one_hot(labels), in the logits' dtype.
     """
     _check_cross_entropy(logits, labels)
     return _cross_entropy(logits, labels)

@@ -8,7 +8,7 @@ from cnnlab import configs
 def config_from_args(args):
     """``--config`` (default ``default``), then the named flags, then ``--set key=value`` overrides."""
     flags = {"data": args.data, "steps": args.steps, "num_blocks": args.num_blocks,
-             "receptive_field": args.receptive_field, "seed": args.seed,
+             "receptive_field": args.receptive_field, "seed": args.seed, "precision": args.precision,
              "progress": False if args.no_progress else None}
     return configs.from_args("sequence", args, flags, shorten=lambda cfg, steps: configs.replace(cfg, steps=steps))
 
@@ -44,6 +44,7 @@ def add_parsers(commands, train, evaluate) -> None:
     p.add_argument("--receptive-field", type=int, help="steps the model must see (default: the longest sequence)")
     p.add_argument("--num-blocks", type=int, help="TCN blocks (default: the fewest covering the receptive field)")
     p.add_argument("--seed", type=int)
+    configs.add_precision_flag(p)
     configs.add_arguments(p, "sequence")  # --config, --set KEY=VALUE (any SequenceConfig field)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=train_main)

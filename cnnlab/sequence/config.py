@@ -32,6 +32,7 @@ class SequenceConfig:
     warmup_steps: int = 50
     grad_clip_norm: float | None = 1.0
     label_smoothing: float = 0.0
+    precision: str = "float32"      # or "bfloat16" (mixed precision, cnnlab.train.TrainConfig)
     val_fraction: float = 0.2       # of every class of the training set, for best-weights selection
     eval_every: int = 50
     seed: int = 0

@@ -17,7 +17,12 @@ changes (the first block). The final ReLU after the addition follows the origina
 steps. A sequence left-padded to length ``T`` then gives, at its real steps, exactly the outputs it gives alone:
 a causal convolution sees the left padding of its own input as zeros, but after one layer the padded steps
 hold ``relu(bias)`` and the residual sums, not zeros, so masking the network input alone is not enough.
+
+``dtype`` is the compute dtype of every layer (``cnnlab.nn.layers``; e.g. ``jnp.bfloat16``); the parameters
+stay float32. None: the input's dtype.
 """
+
+from typing import Any
 
 from flax import linen as nn
 
@@ -35,6 +40,7 @@ class ResidualBlock(nn.Module):
     dropout: float = 0.0
     padding: str = "left"
     grad: str = "custom"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, first=None, mask=None, *, train: bool = False, decode: bool = False):
@@ -42,14 +48,15 @@ class ResidualBlock(nn.Module):
 
         def layer(i, h):
             if mask is not None:
-                h = h * mask
+                h = h * mask.astype(h.dtype)
             h = Conv1D(self.channels, self.kernel_size, self.dilation, self.padding, grad=self.grad,
-                       name=f"conv{i}")(h, decode=decode)
+                       dtype=self.dtype, name=f"conv{i}")(h, decode=decode)
             return Dropout(self.dropout, deterministic=not train)(relu(h))
 
         skip = x
         if x.shape[-1] != self.channels:
-            skip = Conv1D(self.channels, 1, weight_norm=False, grad=self.grad, name="skip")(x, decode=decode)
+            skip = Conv1D(self.channels, 1, weight_norm=False, grad=self.grad, dtype=self.dtype,
+                          name="skip")(x, decode=decode)
         h1 = layer(1, x)
         if self.block == "double" and first is not None:
             h1 = h1 + first
@@ -79,6 +86,7 @@ class TemporalConvNet(nn.Module):
     dilation: str | tuple = "linear"
     padding: str = "left"
     grad: str = "custom"
+    dtype: Any = None
 
     def dilations(self) -> tuple[int, ...]:
         """The dilation of each block."""
@@ -95,10 +103,13 @@ class TemporalConvNet(nn.Module):
                              f"got {self.block!r}")
         if x.ndim != 3:
             raise ValueError(f"TemporalConvNet: x must be [N, T, C_in], got shape {x.shape}")
+        if self.dtype is not None:
+            x = x.astype(self.dtype)
         first = None
         for d in self.dilations():
             x, first = ResidualBlock(self.block, self.channels, self.kernel_size, d, self.dropout,
-                                     self.padding, self.grad)(x, first, mask, train=train, decode=decode)
+                                     self.padding, self.grad, self.dtype)(x, first, mask, train=train,
+                                                                           decode=decode)
         return x
 
 
@@ -114,4 +125,4 @@ class TCN(TemporalConvNet):
     @nn.compact
     def __call__(self, x, mask=None, *, train: bool = False, decode: bool = False):
         h = TemporalConvNet.__call__(self, x, mask, train=train, decode=decode)
-        return Dense(self.num_classes, grad=self.grad)(h[:, -1])
+        return Dense(self.num_classes, grad=self.grad, dtype=self.dtype)(h[:, -1])

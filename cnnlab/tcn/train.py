@@ -26,7 +26,7 @@ def inputs(batch):
 def make_model(config: SeqMnistConfig) -> TCN:
     return TCN(block=config.block, num_blocks=config.blocks, channels=config.channels,
                kernel_size=config.kernel_size, dropout=config.dropout, dilation=config.dilation,
-               padding=config.padding, grad=config.grad)
+               padding=config.padding, grad=config.grad, dtype=engine.compute_dtype(config.precision))
 
 
 def sources(config: SeqMnistConfig, data_dir=None) -> dict:

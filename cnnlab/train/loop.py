@@ -170,7 +170,8 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
     Writes into ``workdir``: ``config.json`` (``config`` and ``task_config``), ``checkpoints/`` (Orbax: the
     train state, the best weights so far, metadata), ``metrics.jsonl``, ``curves.png`` and ``results.json``.
     Returns the results dict: ``steps``, ``best_step``, ``train_loss`` (mean over the last ``log_every``
-    steps), ``val_<metric>`` and ``test_<metric>`` of the best weights, ``wall_seconds``,
+    steps), ``precision`` (``config.precision``; the task built ``model`` with its dtype), ``val_<metric>`` and
+    ``test_<metric>`` of the best weights, ``wall_seconds``,
     ``examples_per_second`` (training steps only, compile excluded), ``devices``, and ``extra_results``;
     ``diverged_at_step`` if the mean training loss or the validation loss became NaN or infinite (the run
     stops at that step, saves nothing from it on and reports the best weights before it).
@@ -296,7 +297,7 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
         mngr.close()
 
     results = {"steps": int(state.step), "best_step": meta["best_step"],
-               "train_loss": train_means.get("loss", _last(log, "train", "loss"))}
+               "train_loss": train_means.get("loss", _last(log, "train", "loss")), "precision": config.precision}
     for split, source in (("val", val_source), ("test", test_source)):
         if source is not None:
             results.update({f"{split}_{k}": v for k, v in

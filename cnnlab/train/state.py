@@ -12,6 +12,18 @@ from flax.training import train_state
 from cnnlab.errors import CnnlabError
 
 
+# The compute dtype of each precision policy; parameters and optimiser state are float32 under both.
+PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(precision: str):
+    """The dtype a model computes in under ``precision`` (``"float32"`` | ``"bfloat16"``): the ``dtype`` argument
+    of every cnnlab model and ``cnnlab.nn`` layer."""
+    if precision not in PRECISIONS:
+        raise CnnlabError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision]
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Settings of one training run. Each task's config dataclass extends it (``cnnlab/<task>/config.py``).
@@ -21,6 +33,11 @@ class TrainConfig:
     ``lr_boundaries=(200, 1000, 70_000, 90_000), lr_scales=(10, 10, 0.1, 0.1)``. ``schedule="cosine"`` is
     a linear warm-up over ``warmup_steps`` to ``learning_rate``, then a cosine decay to 0 at ``steps``.
     ``optimizer="adamw"`` replaces SGD by AdamW (Loshchilov & Hutter), whose ``weight_decay`` is decoupled.
+
+    ``precision`` is the mixed-precision policy (``compute_dtype``): ``"bfloat16"`` runs the model's activations,
+    matmuls and convolutions in bfloat16 (the task builds its model with ``dtype=compute_dtype(precision)``)
+    while parameters, optimiser state, batch-norm statistics and the loss stay float32, as in Flax's ImageNet
+    example and big_vision; ``"float32"`` runs everything in float32.
     """
     steps: int
     batch_size: int
@@ -36,6 +53,7 @@ class TrainConfig:
     # applied once: the same update for models without batch statistics, with the activation memory of a
     # micro-batch (the TCN at batch 100 on the 2-core CPU: as fast as whole batches, docs/performance.md).
     microbatch_size: int | None = None
+    precision: str = "float32"       # "float32" or "bfloat16" (mixed precision, see compute_dtype)
     lr_boundaries: tuple = ()
     lr_scales: tuple = ()
     eval_every: int = 500            # validate (and maybe pick as best) every this many steps
@@ -69,6 +87,8 @@ class TrainConfig:
             raise CnnlabError(f"TrainConfig: optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.schedule not in ("piecewise", "cosine"):
             raise CnnlabError(f"TrainConfig: schedule must be 'piecewise' or 'cosine', got {self.schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise CnnlabError(f"TrainConfig: precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if self.select_mode not in ("min", "max"):
             raise CnnlabError(f"TrainConfig: select_mode must be 'min' or 'max', got {self.select_mode!r}")
         object.__setattr__(self, "lr_boundaries", tuple(int(b) for b in self.lr_boundaries))
