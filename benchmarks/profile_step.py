@@ -1,12 +1,15 @@
-"""Where the Table 1 CNN's training step spends its time on this machine: a per-layer and per-XLA-op profile.
+"""Where the Table 1 CNN's (or ResNet-18's) training step spends its time: a per-layer and per-XLA-op profile.
 
-    python -m benchmarks.profile_step [--batch-size 50] [--grad custom] [--steps 10] [--top 25]
+    python -m benchmarks.profile_step [--model cnn|resnet18] [--batch-size 50] [--grad custom] [--steps 10]
+                                      [--top 25] [--torch]
 
 Traces ``--steps`` engine training steps with ``jax.profiler`` and reads the trace back in-process
 (``jax.profiler.ProfileData``, no TensorBoard needed). Each XLA op is attributed to its model layer through the
 compiled HLO's ``op_name`` metadata ("jvp" = forward, "transpose" = backward). Times are the ops' own spans on
 XLA's CPU worker threads, per step; ops that run on both threads or finish asynchronously make these sums
 differ from the wall time, which is printed beside them, as are the minor page faults per step.
+``--model resnet18`` profiles ``benchmarks.resnet``'s step (forward + backward, 224² unless ``--image-size``);
+``--torch`` also profiles the PyTorch twin of the same step (``torch.profiler``, its ops' self CPU time).
 """
 
 import argparse
@@ -18,49 +21,79 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from cnnlab import train
-from cnnlab.mnist.model import make_model
-from cnnlab.mnist.train import inputs
-from cnnlab.train.tasks import CLASSIFICATION_LOSSES, accuracy
+from benchmarks import mnist_step, resnet
+from benchmarks.machine import describe
 
+# Path components of an op_name that are JAX's (loop bodies, calls), not Flax module names.
+_NOT_MODULES = ("while", "body", "cond", "closed_call", "checkpoint", "remat", "scan", "pjit")
 _SKIP = ("ThunkExecutor", "ThreadpoolListener", "SlinkyThreadPool", "end: ", "while")
 
 
 def _op_names(hlo_text: str) -> dict:
-    """HLO instruction name -> (layer, "fwd"|"bwd", shape) from the compiled module's metadata."""
+    """HLO instruction name -> (layer, "fwd"|"bwd", shape) from the compiled module's metadata; the layer is the
+    op's Flax module path (e.g. ``Conv_1``, ``layer2_0/conv1``)."""
     names = {}
-    for m in re.finditer(r"^\s*(?:ROOT )?%(\S+) = (\S+) .*?op_name=\"([^\"]*)\"", hlo_text, re.M):
-        name, shape, op = m.groups()
-        layer = re.search(r"(Conv|BatchNorm|MaxPool|Dense)_\d+", op)
-        names[name] = (layer.group(0) if layer else "other", "bwd" if "transpose(" in op else "fwd", shape)
+    for m in re.finditer(r"^\s*(?:ROOT )?%(\S+) = (\(.*?\)|\S+) (.*)$", hlo_text, re.M):
+        name, shape, rest = m.groups()
+        op = re.search(r'op_name="([^"]*)"', rest)
+        if op is None:  # XLA emitted it without metadata (e.g. a convolution of the backward)
+            names[name] = ("no metadata", "?", shape)
+            continue
+        path = "/".join(c for c in op.group(1).split("/")[:-1] if "(" not in c and c not in _NOT_MODULES)
+        names[name] = (path or "other", "bwd" if "transpose(" in op.group(1) else "fwd", shape)
     return names
+
+
+def torch_profile(model: str, batch_size: int, size: int, steps: int, top: int):
+    """Self CPU time per PyTorch op of the twin's step (``torch.profiler``), ms per step."""
+    import torch
+    run = mnist_step.torch_step(batch_size) if model == "cnn" else resnet.torch_step(batch_size, size)
+    for _ in range(3):
+        run()
+    start = time.perf_counter()
+    for _ in range(steps):
+        run()
+    wall = (time.perf_counter() - start) / steps
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            run()
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events) / 1e3 / steps
+    print(f"\nPyTorch {torch.__version__} twin: {wall * 1e3:.1f} ms per step untraced ({batch_size / wall:.0f} "
+          f"examples/s); op self times sum to {total:.1f} ms per step")
+    print("ms/step  calls/step  op")
+    for e in events[:top]:
+        print(f"{e.self_cpu_time_total / 1e3 / steps:7.2f}  {e.count / steps:10.0f}  {e.key}")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--model", choices=("cnn", "resnet18"), default="cnn")
+    p.add_argument("--batch-size", type=int, default=None, help="default 50 (cnn), 8 (resnet18)")
+    p.add_argument("--image-size", type=int, default=224, help="resnet18 only")
+    p.add_argument("--torch", action="store_true", help="also profile the PyTorch twin")
     p.add_argument("--grad", choices=("custom", "autodiff"), default="custom")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--top", type=int, default=25, help="how many single ops to list")
     args = p.parse_args(argv)
+    if args.batch_size is None:
+        args.batch_size = 50 if args.model == "cnn" else 8
 
-    model = make_model("cnn", args.grad)
-    config = train.TrainConfig(steps=1, batch_size=args.batch_size, learning_rate=0.01, momentum=0.9)
-    rng = np.random.default_rng(0)
-    batch = {"x": jnp.asarray(rng.integers(0, 256, (args.batch_size, 28, 28), np.uint8)),
-             "y": jnp.asarray(rng.integers(0, 10, args.batch_size), jnp.int32)}
-    state = train.create_train_state(model, config, inputs(batch))
-    train_step, _ = train.make_steps(model, CLASSIFICATION_LOSSES[args.grad], accuracy, inputs)
-    names = _op_names(train_step.lower(state, batch).compile().as_text())
+    print("\n".join(describe()))
+    if args.model == "cnn":
+        step, *state = mnist_step.engine_step(args.grad, args.batch_size)
+    else:
+        step, state = resnet.jitted_step(args.grad, args.batch_size, args.image_size)
+        state = list(state)
+    names = _op_names(step.lower(*state).compile().as_text())
 
     def run(n):
-        nonlocal state
         for _ in range(n):
-            state, out = train_step(state, batch)
-        jax.block_until_ready(out["loss"])
+            out = step(*state)
+            if args.model == "cnn":  # the engine step returns the next state
+                state[0] = out[0]
+        jax.block_until_ready(out)
 
     run(3)  # compile and warm up
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -86,7 +119,8 @@ def main(argv=None):
                 by_layer[(layer, direction)] += ms
                 by_op[(event.name, layer, direction, shape)] += ms
                 count[event.name] += 1 / args.steps
-    print(f"Table 1 CNN, batch {args.batch_size}, grad {args.grad}: {wall * 1e3:.1f} ms per step "
+    title = "Table 1 CNN" if args.model == "cnn" else f"ResNet-18 {args.image_size}x{args.image_size}"
+    print(f"{title}, batch {args.batch_size}, grad {args.grad}: {wall * 1e3:.1f} ms per step "
           f"({args.batch_size / wall:.0f} examples/s) untraced, {faults:.0f} minor page faults per step; "
           f"op spans sum to {sum(by_layer.values()):.1f} ms per step")
     print("\nms/step  layer")
@@ -95,6 +129,8 @@ def main(argv=None):
     print("\nms/step  calls/step  op (layer, shape)")
     for (name, layer, direction, shape), ms in by_op.most_common(args.top):
         print(f"{ms:7.2f}  {count[name]:10.0f}  {name} ({layer} {direction}, {shape})")
+    if args.torch:
+        torch_profile(args.model, args.batch_size, args.image_size, args.steps, args.top)
 
 
 if __name__ == "__main__":

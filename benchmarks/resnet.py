@@ -32,7 +32,8 @@ def cpu_model() -> str:
         return platform.processor() or "unknown CPU"
 
 
-def cnnlab_step(grad: str, batch_size: int, size: int):
+def jitted_step(grad: str, batch_size: int, size: int):
+    """(jitted step, its arguments): gradients of a random read-out of ResNet-18's pooled feature."""
     model = ResNet(18, grad=grad)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(batch_size, size, size, 3)), jnp.float32)
@@ -46,9 +47,14 @@ def cnnlab_step(grad: str, batch_size: int, size: int):
                                    mutable=["batch_stats"])
             return jnp.sum(out["pooled"] * probe), new["batch_stats"]
         return jax.grad(loss, has_aux=True)(params)
+    return step, (variables["params"], variables["batch_stats"], x)
+
+
+def cnnlab_step(grad: str, batch_size: int, size: int):
+    step, args = jitted_step(grad, batch_size, size)
 
     def run():
-        jax.block_until_ready(step(variables["params"], variables["batch_stats"], x))
+        jax.block_until_ready(step(*args))
     return run
 
 
