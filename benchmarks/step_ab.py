@@ -30,10 +30,10 @@ def _dw_t_folded(delta, patches):
     return conv.matmul(delta.T, patches)
 
 
-def _resolve_patch_forward(impl, x_shape, w_shape, stride, padding):
-    """The patch forward wherever ``impl="auto"`` picks the patch backward."""
+def _resolve_xla_forward(impl, x_shape, w_shape, stride, padding):
+    """XLA's convolution forward for every kernel larger than 1x1 (the backward as ``impl="auto"`` picks)."""
     fwd, bwd = _RESOLVE(impl, x_shape, w_shape, stride, padding)
-    return ("patches", bwd) if bwd == "patches" else (fwd, bwd)
+    return ("xla", bwd) if w_shape[0] * w_shape[1] > 1 else (fwd, bwd)
 
 
 def _im2row_runs(x, index, taps):
@@ -53,7 +53,7 @@ _RESOLVE = conv._resolve
 VARIANTS = {
     "current": {},
     "dw-folded": {"_dw_t": _dw_t_folded},
-    "patch-forward": {"_resolve": _resolve_patch_forward},
+    "xla-forward": {"_resolve": _resolve_xla_forward},
     "blocks-x0.28": {"_BLOCK_ENTRIES": conv._BLOCK_ENTRIES * 576 // 2048},  # 1 example of the 26x26 layer
     "blocks-x2": {"_BLOCK_ENTRIES": conv._BLOCK_ENTRIES * 2},
     "blocks-x4": {"_BLOCK_ENTRIES": conv._BLOCK_ENTRIES * 4},

@@ -108,8 +108,11 @@ def test_conv2d_auto_picks_per_layer_on_cpu_and_matches_autodiff():
             return jax.value_and_grad(lambda x, w: jnp.sum(f(impl)(x, w)), (0, 1))
 
         assert _convolutions(f("patches"), x, w) == 0 and _convolutions(f("xla"), x, w) == 1
-        # a 3x3 kernel on a small map: XLA's forward, the patch backward (no convolution in it)
-        assert _convolutions(f("auto"), x, w) == 1 and _convolutions(grad("auto"), x, w) == 1
+        # a 3x3 kernel on a small, narrow map: patches both ways (no convolution)
+        assert _convolutions(f("auto"), x, w) == 0 and _convolutions(grad("auto"), x, w) == 0
+        # a wide one (128 input channels): XLA's forward, the patch backward
+        wide, w_wide = jnp.zeros((1, 6, 6, 128)), jnp.zeros((3, 3, 128, 4))
+        assert _convolutions(f("auto"), wide, w_wide) == 1 and _convolutions(grad("auto"), wide, w_wide) == 1
         # a 1x1 kernel: one matmul both ways; a large map: XLA's backward too (3 convolutions)
         w1 = w[:1, :1]
         assert _convolutions(grad("auto"), x, w1) == 0

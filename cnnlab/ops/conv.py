@@ -341,12 +341,16 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
     return _unblock(dx, n), dw_t.T.reshape(w.shape)
 
 
-# impl="auto" on the CPU, per layer (measured on a 2-core AMD EPYC Zen 5, docs/performance.md 2026-12-01):
-# 1x1 kernels are one matmul on the patch path (2.7x faster than XLA's convolution forward at 128x128x128 ->
-# 32). For larger kernels XLA's forward was as fast or faster (2-10x on FaceNet's 128x128 maps at batch 1),
-# while the patch backward won where one example's patch matrix stays small (MNIST's Table 1 layers at batch
-# 50: 0.3-0.7x the time of XLA's; ResNet's 14x14 and 7x7 stages ~0.9x) and lost on large maps (ResNet-18's
-# 28x28x128 and 56x56x64 layers, 1.4-2x), so the backward takes patches up to this many entries per example.
+# impl="auto" on the CPU, per layer and pass, by the entries of one example's patch matrix (oh ow kh kw C_in),
+# measured on a 2-core AMD EPYC Zen 5 (docs/performance.md, 2026-12-01/02). 1x1 kernels are one matmul on the
+# patch path (2.7x faster than XLA's convolution forward at 128x128x128 -> 32). For 3x3 kernels the patch
+# forward took 0.57-0.91x XLA's time on the Table 1 layers (C_in <= 64, <= 332K entries): the whole Table 1
+# step ran 1.11x (batch 50) and 1.19x (batch 128) faster with it on both cores. It took 1.3-1.8x XLA's time
+# on ResNet's 14x14x256 and larger maps and FaceNet's, and although it was faster alone on ResNet's 7x7x512
+# layers, the ResNet-18 step was not (PyTorch / cnnlab 0.78-0.81 with it, 0.84 without): wider layers keep
+# XLA's forward. The patch backward won up to larger maps (Table 1: 0.3-0.7x XLA's time; ResNet's 14x14 and
+# 7x7 stages ~0.9x) and lost on ResNet-18's 28x28x128 and 56x56x64 layers (1.4-2x).
+_PATCH_FWD_MAX_ENTRIES, _PATCH_FWD_MAX_CHANNELS = 384 * 1024, 64
 _PATCH_BWD_MAX_ENTRIES = 512 * 1024
 
 
@@ -360,7 +364,10 @@ def _resolve(impl, x_shape, w_shape, stride, padding):
     if kh == kw == 1:
         return "patches", "patches"
     oh, ow = _out_size(x_shape[1], kh, stride, padding), _out_size(x_shape[2], kw, stride, padding)
-    return "xla", "patches" if oh * ow * kh * kw * c_in <= _PATCH_BWD_MAX_ENTRIES else "xla"
+    entries = oh * ow * kh * kw * c_in
+    small = entries <= _PATCH_FWD_MAX_ENTRIES and c_in <= _PATCH_FWD_MAX_CHANNELS
+    return ("patches" if small else "xla",
+            "patches" if entries <= _PATCH_BWD_MAX_ENTRIES else "xla")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
@@ -390,9 +397,10 @@ def conv2d(x, w, *, stride=1, padding=0, impl="auto"):
     (Eq. (21); when s does not divide H - kh + 2p the last rows are never read and get zero gradient).
     Symmetric zero padding ``padding`` = p, ``stride`` = s. ``impl``: "patches" = im2row / row2im patch
     matrices and matmuls blocked over the batch (§3.4.1), "xla" = XLA convolutions (cuDNN on GPU),
-    "auto" = xla off the CPU; on the CPU chosen per layer and per pass (``_resolve``: patches for 1x1 kernels,
-    for larger ones XLA's forward and the patch backward unless the layer's maps are large). The backward is
-    Eq. (24)–(25) either way, and all give the same values.
+    "auto" = xla off the CPU; on the CPU chosen per layer and per pass (``_resolve``: patches for 1x1 kernels
+    and, for larger ones, wherever one example's patch matrix is small and narrow; XLA's convolutions on
+    large or wide maps).
+    The backward is Eq. (24)–(25) either way, and all give the same values.
     """
     _check_conv2d(x, w, stride, padding, impl)
     return _conv2d(x, w, stride, padding, _resolve(impl, x.shape, w.shape, stride, padding))
