@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.resnet import cpu_model
+from benchmarks.machine import cpu_model
 from cnnlab import train
 
 

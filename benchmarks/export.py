@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -25,15 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.machine import cpu_model
 from cnnlab.export import onnx as onnx_export, stablehlo
 from cnnlab.export.tasks import facedet_functions, mnist_functions
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return f"{os.cpu_count()}-core {line.split(':', 1)[1].strip()}"
-    return platform.processor() or platform.machine()
 
 
 def _timed(fn, calls: int) -> float:
@@ -109,11 +102,12 @@ def main(argv=None):
     p.add_argument("--skip-onnx", action="store_true")
     args = p.parse_args(argv)
     began = time.perf_counter()
-    print(f"CPU: {cpu_model()}; jax {jax.__version__}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    cpu = f"{os.cpu_count()}-core {cpu_model()}"
+    print(f"CPU: {cpu}; jax {jax.__version__}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
     results = {f"cnn_batch{b}": mnist_case(b, args) for b in (1, 64)}
     if not args.skip_facenet:
         results["facenet_v2_4_512"] = facenet_case(args)
-    print(json.dumps({"cpu": cpu_model(), "load_average_end": os.getloadavg()[0],
+    print(json.dumps({"cpu": cpu, "load_average_end": os.getloadavg()[0],
                       "seconds": round(time.perf_counter() - began), "ms_per_call": results}, indent=1))
 
 

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.resnet import cpu_model, torch_resnet18
+from benchmarks.machine import cpu_model
+from benchmarks.resnet import torch_resnet18
 from cnnlab import configs
 from cnnlab.facedet.anchors import anchors_per_position
 from cnnlab.facedet.detect import time_detect

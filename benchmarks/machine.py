@@ -38,6 +38,11 @@ def _cpuinfo() -> dict:
     return info
 
 
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC"; ``platform.processor()`` off Linux)."""
+    return _cpuinfo().get("model name", platform.processor() or "unknown CPU")
+
+
 def _caches() -> str:
     """cpu0's caches from sysfs, e.g. "L1d 48K, L2 1024K, L3 32768K (shared by 0-1)"."""
     base, parts = "/sys/devices/system/cpu/cpu0/cache", []
@@ -77,7 +82,7 @@ def load() -> str:
 def describe() -> list[str]:
     """Lines naming the CPU, its speed-relevant flags, the library versions and the current load."""
     info = _cpuinfo()
-    name = info.get("model name", platform.processor() or "unknown CPU")
+    name = cpu_model()
     try:
         family, model = int(info["cpu family"]), int(info["model"])
         zen = zen_generation(info.get("vendor_id", ""), family, model)

@@ -14,22 +14,14 @@ feature (``sum(probe * pooled)``), the running averages updated, no optimiser. c
 import argparse
 import json
 import os
-import platform
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.machine import cpu_model
 from cnnlab.nn.resnet import ResNet
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def jitted_step(grad: str, batch_size: int, size: int):

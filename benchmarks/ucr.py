@@ -13,13 +13,13 @@ so that the three share the CPU alike. Prints the CPU model and the load average
 import argparse
 import dataclasses
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.machine import cpu_model
 
 
 def bundled_classification_datasets() -> dict[str, Path]:
@@ -34,16 +34,6 @@ def bundled_classification_datasets() -> dict[str, Path]:
             if "@classlabel true" in header:
                 found[folder.name] = train
     return found
-
-
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return f"{os.cpu_count()}-core {line.split(':', 1)[1].strip()}"
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load(path: Path):
@@ -88,7 +78,7 @@ def main(argv=None):
     # Smallest training file first, so that a run cut short still has most rows.
     names = args.datasets.split(",") if args.datasets else sorted(datasets, key=lambda n: datasets[n].stat().st_size)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(f"CPU: {cpu_model()}; load average before: {os.getloadavg()}; {when}")
+    print(f"CPU: {os.cpu_count()}-core {cpu_model()}; load average before: {os.getloadavg()}; {when}")
     changed = {k: v for k, v in dataclasses.asdict(config).items() if v != getattr(default(), k) and k != "progress"}
     print(f"TCN: cnnlab.sequence.default(){' with ' + str(changed) if changed else ''}, {args.seeds} seed(s)")
     header = f"{'dataset':24s} {'TCN':>7s} {'s':>6s}" + ("" if args.no_peers else
