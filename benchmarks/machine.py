@@ -38,9 +38,26 @@ def _cpuinfo() -> dict:
     return info
 
 
+def _model_name(info: dict) -> str:
+    return info.get("model name", platform.processor() or "unknown CPU")
+
+
+def _family_model(info: dict) -> tuple[int, int] | None:
+    try:
+        return int(info["cpu family"]), int(info["model"])
+    except (KeyError, ValueError):
+        return None
+
+
 def cpu_model() -> str:
-    """The CPU's model name ("AMD EPYC"; ``platform.processor()`` off Linux)."""
-    return _cpuinfo().get("model name", platform.processor() or "unknown CPU")
+    """The CPU in one line: its model name and, where known, Zen generation and family/model numbers
+    ("AMD EPYC (Zen 3, family 25 model 1)"); ``platform.processor()`` off Linux."""
+    info = _cpuinfo()
+    numbers = _family_model(info)
+    if numbers is None:
+        return _model_name(info)
+    zen = zen_generation(info.get("vendor_id", ""), *numbers)
+    return f"{_model_name(info)} ({zen + ', ' if zen else ''}family {numbers[0]} model {numbers[1]})"
 
 
 def _caches() -> str:
@@ -82,18 +99,17 @@ def load() -> str:
 def describe() -> list[str]:
     """Lines naming the CPU, its speed-relevant flags, the library versions and the current load."""
     info = _cpuinfo()
-    name = cpu_model()
-    try:
-        family, model = int(info["cpu family"]), int(info["model"])
+    if (found := _family_model(info)) is None:
+        numbers = "family/model unknown"
+    else:
+        family, model = found
         zen = zen_generation(info.get("vendor_id", ""), family, model)
         numbers = (f"family {family} (0x{family:x}) model {model} (0x{model:x}) stepping {info.get('stepping', '?')}"
                    + (f": {zen}" if zen else ""))
-    except (KeyError, ValueError):
-        numbers = "family/model unknown"
     flags = set(info.get("flags", "").split())
     have = [f for f in SPEED_FLAGS if f in flags]
     lacks = [f for f in ("avx512f", "avx512_bf16", "amx_tile") if f not in flags]
-    lines = [f"CPU: {name} ({numbers}); {os.cpu_count()} logical CPUs, "
+    lines = [f"CPU: {_model_name(info)} ({numbers}); {os.cpu_count()} logical CPUs, "
              f"{info.get('cpu cores', '?')} cores per socket, {usable_cpus()} usable by this process",
              f"caches: {_caches()}",
              f"ISA flags: {' '.join(have) or 'none of ' + ' '.join(SPEED_FLAGS)}"
