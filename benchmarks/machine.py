@@ -11,6 +11,8 @@ import os
 import platform
 import time
 
+from cnnlab.ops._cpu import cpuinfo
+
 # Flags that change which kernels XLA and oneDNN can use.
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
                "amx_tile", "amx_bf16", "amx_int8", "amx_fp16")
@@ -21,21 +23,6 @@ _ZEN = ((0x17, 0x00, 0x2f, "Zen"), (0x17, 0x50, 0x5f, "Zen"), (0x17, 0x30, 0x4f,
         (0x19, 0x00, 0x0f, "Zen 3"), (0x19, 0x20, 0x5f, "Zen 3"), (0x19, 0x10, 0x1f, "Zen 4"),
         (0x19, 0x60, 0xaf, "Zen 4"), (0x1a, 0x00, 0x2f, "Zen 5"), (0x1a, 0x40, 0x4f, "Zen 5"),
         (0x1a, 0x60, 0x7f, "Zen 5"))
-
-
-def _cpuinfo() -> dict:
-    """The first processor's fields of /proc/cpuinfo (empty off Linux)."""
-    info = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if not line.strip():
-                    break
-                key, _, value = line.partition(":")
-                info[key.strip()] = value.strip()
-    except OSError:
-        pass
-    return info
 
 
 def _model_name(info: dict) -> str:
@@ -52,7 +39,7 @@ def _family_model(info: dict) -> tuple[int, int] | None:
 def cpu_model() -> str:
     """The CPU in one line: its model name and, where known, Zen generation and family/model numbers
     ("AMD EPYC (Zen 3, family 25 model 1)"); ``platform.processor()`` off Linux."""
-    info = _cpuinfo()
+    info = cpuinfo()
     numbers = _family_model(info)
     if numbers is None:
         return _model_name(info)
@@ -98,7 +85,7 @@ def load() -> str:
 
 def describe() -> list[str]:
     """Lines naming the CPU, its speed-relevant flags, the library versions and the current load."""
-    info = _cpuinfo()
+    info = cpuinfo()
     if (found := _family_model(info)) is None:
         numbers = "family/model unknown"
     else:

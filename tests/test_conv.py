@@ -98,7 +98,9 @@ def _convolutions(f, *args):
     return jax.jit(f).lower(*args).as_text().count("stablehlo.convolution")
 
 
-def test_conv2d_auto_picks_per_layer_on_cpu_and_matches_autodiff():
+@pytest.mark.parametrize("avx512", [True, False], ids=["avx512", "no-avx512"])
+def test_conv2d_auto_picks_per_layer_and_cpu_and_matches_autodiff(avx512, monkeypatch):
+    monkeypatch.setattr(conv, "has_avx512", lambda: avx512)  # both CPU rules, whatever this CPU has
     x, w, g = _rand(3, (3, 6, 6, 2), (3, 3, 2, 4), (3, 2, 2, 4))
     f = lambda impl: lambda x, w: ops.conv2d(x, w, stride=2, padding=0, impl=impl)
     got, want = _vjp_pair(f("auto"), lambda x, w: ops.conv2d_autodiff(x, w, stride=2), (x, w), g)
@@ -110,14 +112,19 @@ def test_conv2d_auto_picks_per_layer_on_cpu_and_matches_autodiff():
         assert _convolutions(f("patches"), x, w) == 0 and _convolutions(f("xla"), x, w) == 1
         # a 3x3 kernel on a small, narrow map: patches both ways (no convolution)
         assert _convolutions(f("auto"), x, w) == 0 and _convolutions(grad("auto"), x, w) == 0
-        # a wide one (128 input channels): XLA's forward, the patch backward
+        # a wide one (128 input channels): with AVX-512 XLA's forward and the patch backward, else patches
         wide, w_wide = jnp.zeros((1, 6, 6, 128)), jnp.zeros((3, 3, 128, 4))
-        assert _convolutions(f("auto"), wide, w_wide) == 1 and _convolutions(grad("auto"), wide, w_wide) == 1
-        # a 1x1 kernel: one matmul both ways; a large map: XLA's backward too (3 convolutions)
-        w1 = w[:1, :1]
-        assert _convolutions(grad("auto"), x, w1) == 0
-        big = jnp.zeros((1, 130, 130, 32))
-        assert _convolutions(grad("auto"), big, jnp.zeros((3, 3, 32, 4))) == 3
+        assert _convolutions(f("auto"), wide, w_wide) == int(avx512)
+        assert _convolutions(grad("auto"), wide, w_wide) == int(avx512)
+        # a 1x1 kernel: one matmul both ways
+        assert _convolutions(grad("auto"), x, w[:1, :1]) == 0
+        # a large map (99x99 outputs of 3x3x32 taps: 2.8M patch entries): XLA's forward; with AVX-512 XLA's
+        # backward too (3 convolutions)
+        big = jnp.zeros((1, 200, 200, 32))
+        assert _convolutions(grad("auto"), big, jnp.zeros((3, 3, 32, 4))) == (3 if avx512 else 1)
+        # the patch forward reaches 2.5M entries without AVX-512 and 384K with it (a 460K-entry map)
+        mid = jnp.zeros((1, 82, 82, 32))
+        assert _convolutions(f("auto"), mid, jnp.zeros((3, 3, 32, 4))) == int(avx512)
 
 
 def test_conv2d_patches_partial_batch_block_matches_autodiff(monkeypatch):

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnlab.ops._checks import check_floating, check_int_at_least, check_rank
+from cnnlab.ops._cpu import has_avx512
 from cnnlab.ops._dtypes import accumulation_dtype, matmul
 
 _NWC = ("NWC", "WIO", "NWC")
@@ -341,21 +342,28 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
     return _unblock(dx, n), dw_t.T.reshape(w.shape)
 
 
-# impl="auto" on the CPU, per layer and pass, by the entries of one example's patch matrix (oh ow kh kw C_in),
-# measured on a 2-core AMD EPYC Zen 5 (docs/performance.md, 2026-12-01/02). 1x1 kernels are one matmul on the
-# patch path (2.7x faster than XLA's convolution forward at 128x128x128 -> 32). For 3x3 kernels the patch
-# forward took 0.57-0.91x XLA's time on the Table 1 layers (C_in <= 64, <= 332K entries): the whole Table 1
-# step ran 1.11x (batch 50) and 1.19x (batch 128) faster with it on both cores. It took 1.3-1.8x XLA's time
-# on ResNet's 14x14x256 and larger maps and FaceNet's, and although it was faster alone on ResNet's 7x7x512
-# layers, the ResNet-18 step was not (PyTorch / cnnlab 0.78-0.81 with it, 0.84 without): wider layers keep
-# XLA's forward. The patch backward won up to larger maps (Table 1: 0.3-0.7x XLA's time; ResNet's 14x14 and
-# 7x7 stages ~0.9x) and lost on ResNet-18's 28x28x128 and 56x56x64 layers (1.4-2x).
+# impl="auto" on the CPU, per layer and pass, by the entries of one example's patch matrix (oh ow kh kw C_in).
+# Without AVX-512 (a 2-core AMD EPYC Zen 3, AVX2, 2026-12-02, docs/performance.md) XLA's CPU convolution
+# backward loses to the patch matmuls everywhere: with patches for every backward and forward the ResNet-18
+# step (batch 8, 224²) ran 1.44x and the FaceNet v2.4 step (batch 8, 256²) 1.47x faster than with the AVX-512
+# rule below, and XLA's backward made the Table 1 step 5.7x slower. The patch forward lost on the very large
+# maps of ``detect`` at 512² (v2.4: 1.85x slower; 4.7M-19M entries per example), which keep XLA's forward.
+# With AVX-512 (a 2-core AMD EPYC Zen 5, 2026-12-01/02): 1x1 kernels are one matmul on the patch path (2.7x
+# faster than XLA's convolution forward at 128x128x128 -> 32). For 3x3 kernels the patch forward took
+# 0.57-0.91x XLA's time on the Table 1 layers (C_in <= 64, <= 332K entries): the whole Table 1 step ran 1.11x
+# (batch 50) and 1.19x (batch 128) faster with it on both cores. It took 1.3-1.8x XLA's time on ResNet's
+# 14x14x256 and larger maps and FaceNet's, and although it was faster alone on ResNet's 7x7x512 layers, the
+# ResNet-18 step was not (PyTorch / cnnlab 0.78-0.81 with it, 0.84 without): wider layers keep XLA's forward.
+# The patch backward won up to larger maps (Table 1: 0.3-0.7x XLA's time; ResNet's 14x14 and 7x7 stages
+# ~0.9x) and lost on ResNet-18's 28x28x128 and 56x56x64 layers (1.4-2x).
+_NO_AVX512_PATCH_FWD_MAX_ENTRIES = 2560 * 1024
 _PATCH_FWD_MAX_ENTRIES, _PATCH_FWD_MAX_CHANNELS = 384 * 1024, 64
 _PATCH_BWD_MAX_ENTRIES = 512 * 1024
 
 
 def _resolve(impl, x_shape, w_shape, stride, padding):
-    """(forward, backward) implementation, decided at trace time from the backend and the layer's shape."""
+    """(forward, backward) implementation, decided at trace time from the backend, the CPU and the layer's
+    shape."""
     if impl != "auto":
         return impl, impl
     if jax.default_backend() != "cpu":  # cuDNN's convolutions are the fast path
@@ -365,6 +373,8 @@ def _resolve(impl, x_shape, w_shape, stride, padding):
         return "patches", "patches"
     oh, ow = _out_size(x_shape[1], kh, stride, padding), _out_size(x_shape[2], kw, stride, padding)
     entries = oh * ow * kh * kw * c_in
+    if not has_avx512():
+        return "patches" if entries <= _NO_AVX512_PATCH_FWD_MAX_ENTRIES else "xla", "patches"
     small = entries <= _PATCH_FWD_MAX_ENTRIES and c_in <= _PATCH_FWD_MAX_CHANNELS
     return ("patches" if small else "xla",
             "patches" if entries <= _PATCH_BWD_MAX_ENTRIES else "xla")
@@ -397,9 +407,9 @@ def conv2d(x, w, *, stride=1, padding=0, impl="auto"):
     (Eq. (21); when s does not divide H - kh + 2p the last rows are never read and get zero gradient).
     Symmetric zero padding ``padding`` = p, ``stride`` = s. ``impl``: "patches" = im2row / row2im patch
     matrices and matmuls blocked over the batch (§3.4.1), "xla" = XLA convolutions (cuDNN on GPU),
-    "auto" = xla off the CPU; on the CPU chosen per layer and per pass (``_resolve``: patches for 1x1 kernels
-    and, for larger ones, wherever one example's patch matrix is small and narrow; XLA's convolutions on
-    large or wide maps).
+    "auto" = xla off the CPU; on the CPU chosen per layer and per pass (``_resolve``: patches for 1x1 kernels;
+    for larger ones patches wherever one example's patch matrix is small (and, on CPUs with AVX-512, narrow),
+    XLA's convolutions on larger or wider maps; without AVX-512 the backward always on patches).
     The backward is Eq. (24)–(25) either way, and all give the same values.
     """
     _check_conv2d(x, w, stride, padding, impl)
