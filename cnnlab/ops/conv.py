@@ -344,10 +344,11 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
 
 # impl="auto" on the CPU, per layer and pass, by the entries of one example's patch matrix (oh ow kh kw C_in).
 # Without AVX-512 (a 2-core AMD EPYC Zen 3, AVX2, 2026-12-02, docs/performance.md) XLA's CPU convolution
-# backward loses to the patch matmuls everywhere: with patches for every backward and forward the ResNet-18
-# step (batch 8, 224²) ran 1.44x and the FaceNet v2.4 step (batch 8, 256²) 1.47x faster than with the AVX-512
-# rule below, and XLA's backward made the Table 1 step 5.7x slower. The patch forward lost on the very large
-# maps of ``detect`` at 512² (v2.4: 1.85x slower; 4.7M-19M entries per example), which keep XLA's forward.
+# backward loses to the patch matmuls everywhere (JAX's autodiff of lax.conv made the Table 1 step 5.7x
+# slower than the patch backward). Patches for every pass made the ResNet-18 step (batch 8, 224²) 1.44x and
+# the FaceNet v2.4 step (batch 8, 256²) 1.47x faster than the AVX-512 rule below, but v2.4 ``detect`` at 512²
+# 1.85x slower: its 4.7M-19M-entry maps keep XLA's forward. This rule: ResNet-18 1.55x, FaceNet step 1.28x,
+# detect at parity.
 # With AVX-512 (a 2-core AMD EPYC Zen 5, 2026-12-01/02): 1x1 kernels are one matmul on the patch path (2.7x
 # faster than XLA's convolution forward at 128x128x128 -> 32). For 3x3 kernels the patch forward took
 # 0.57-0.91x XLA's time on the Table 1 layers (C_in <= 64, <= 332K entries): the whole Table 1 step ran 1.11x
