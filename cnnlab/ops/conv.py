@@ -8,6 +8,7 @@ bfloat16 inputs give bfloat16 outputs and gradients; every matmul and convolutio
 """
 
 import functools
+import math
 
 import jax
 from jax import lax
@@ -348,7 +349,7 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
 # slower than the patch backward). Patches for every pass made the ResNet-18 step (batch 8, 224²) 1.44x and
 # the FaceNet v2.4 step (batch 8, 256²) 1.47x faster than the AVX-512 rule below, but v2.4 ``detect`` at 512²
 # 1.85x slower: its 4.7M-19M-entry maps keep XLA's forward. This rule: ResNet-18 1.55x, FaceNet step 1.28x,
-# detect at parity.
+# detect within 10 % of before.
 # With AVX-512 (a 2-core AMD EPYC Zen 5, 2026-12-01/02): 1x1 kernels are one matmul on the patch path (2.7x
 # faster than XLA's convolution forward at 128x128x128 -> 32). For 3x3 kernels the patch forward took
 # 0.57-0.91x XLA's time on the Table 1 layers (C_in <= 64, <= 332K entries): the whole Table 1 step ran 1.11x
@@ -357,9 +358,8 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
 # ResNet-18 step was not (PyTorch / cnnlab 0.78-0.81 with it, 0.84 without): wider layers keep XLA's forward.
 # The patch backward won up to larger maps (Table 1: 0.3-0.7x XLA's time; ResNet's 14x14 and 7x7 stages
 # ~0.9x) and lost on ResNet-18's 28x28x128 and 56x56x64 layers (1.4-2x).
-_NO_AVX512_PATCH_FWD_MAX_ENTRIES = 2560 * 1024
-_PATCH_FWD_MAX_ENTRIES, _PATCH_FWD_MAX_CHANNELS = 384 * 1024, 64
-_PATCH_BWD_MAX_ENTRIES = 512 * 1024
+# has_avx512() -> (patch forward: max entries, max input channels; patch backward: max entries)
+_PATCH_LIMITS = {True: (384 * 1024, 64, 512 * 1024), False: (2560 * 1024, math.inf, math.inf)}
 
 
 def _resolve(impl, x_shape, w_shape, stride, padding):
@@ -374,11 +374,9 @@ def _resolve(impl, x_shape, w_shape, stride, padding):
         return "patches", "patches"
     oh, ow = _out_size(x_shape[1], kh, stride, padding), _out_size(x_shape[2], kw, stride, padding)
     entries = oh * ow * kh * kw * c_in
-    if not has_avx512():
-        return "patches" if entries <= _NO_AVX512_PATCH_FWD_MAX_ENTRIES else "xla", "patches"
-    small = entries <= _PATCH_FWD_MAX_ENTRIES and c_in <= _PATCH_FWD_MAX_CHANNELS
-    return ("patches" if small else "xla",
-            "patches" if entries <= _PATCH_BWD_MAX_ENTRIES else "xla")
+    fwd_entries, fwd_channels, bwd_entries = _PATCH_LIMITS[has_avx512()]
+    return ("patches" if entries <= fwd_entries and c_in <= fwd_channels else "xla",
+            "patches" if entries <= bwd_entries else "xla")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
