@@ -11,7 +11,7 @@ import os
 import platform
 import time
 
-from cnnlab.ops._cpu import cpuinfo
+from cnnlab.ops._cpu import caches, cpuinfo
 
 # Flags that change which kernels XLA and oneDNN can use.
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
@@ -48,18 +48,10 @@ def cpu_model() -> str:
 
 
 def _caches() -> str:
-    """cpu0's caches from sysfs, e.g. "L1d 48K, L2 1024K, L3 32768K (shared by 0-1)"."""
-    base, parts = "/sys/devices/system/cpu/cpu0/cache", []
-    for index in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        def read(name):
-            with open(os.path.join(base, index, name)) as f:
-                return f.read().strip()
-        try:
-            kind = {"Data": "d", "Instruction": "i", "Unified": ""}.get(read("type"), "?")
-            parts.append(f"L{read('level')}{kind} {read('size')} (CPUs {read('shared_cpu_list')})")
-        except OSError:
-            continue
-    return ", ".join(parts) or "unknown"
+    """cpu0's caches from sysfs, e.g. "L1d 48K (CPUs 0), L2 1024K (CPUs 0), L3 32768K (CPUs 0-1)"."""
+    kinds = {"Data": "d", "Instruction": "i", "Unified": ""}
+    return ", ".join(f"L{c['level']}{kinds.get(c['type'], '?')} {c['size']} (CPUs {c['shared_cpu_list']})"
+                     for c in caches()) or "unknown"
 
 
 def usable_cpus() -> int:

@@ -25,9 +25,9 @@ from benchmarks.mnist_step import engine_step
 from cnnlab.ops import conv
 
 
-def _dw_t_folded(delta, patches):
-    """Eq. (25) as ``delta.T @ patches``, the transpose left for XLA to fold into the dot."""
-    return conv.matmul(delta.T, patches)
+def _dw_folded(delta, patches):
+    """Eq. (25) as ``patches.T @ delta``, the transpose left for XLA to fold into the dot."""
+    return conv.matmul(patches.T, delta)
 
 
 def _resolve_xla_forward(impl, x_shape, w_shape, stride, padding):
@@ -49,11 +49,23 @@ def _im2row_runs(x, index, taps):
 
 
 _RESOLVE = conv._resolve
+
+
+def _resolve_other_cpu_rule(impl, x_shape, w_shape, stride, padding):
+    """``impl="auto"``'s choice under the rule of the other kind of CPU (with / without AVX-512)."""
+    avx512 = conv.has_avx512
+    conv.has_avx512 = lambda: not avx512()
+    try:
+        return _RESOLVE(impl, x_shape, w_shape, stride, padding)
+    finally:
+        conv.has_avx512 = avx512
 # name -> attributes of cnnlab.ops.conv to replace while tracing
 VARIANTS = {
     "current": {},
-    "dw-folded": {"_dw_t": _dw_t_folded},
+    "dw-folded": {"_dw": _dw_folded},
     "xla-forward": {"_resolve": _resolve_xla_forward},
+    "barrier-transpose": {"transposed": lambda a: lax.optimization_barrier(a.T)},  # the dot sees a transpose
+    "other-cpu-rule": {"_resolve": _resolve_other_cpu_rule},
     "blocks-x0.28": {"_BLOCK_ENTRIES": conv._BLOCK_ENTRIES * 576 // 2048},  # 1 example of the 26x26 layer
     "blocks-x2": {"_BLOCK_ENTRIES": conv._BLOCK_ENTRIES * 2},
     "blocks-x4": {"_BLOCK_ENTRIES": conv._BLOCK_ENTRIES * 4},
@@ -73,9 +85,9 @@ def swapped(name):
             setattr(conv, k, v)
 
 
-def step_runner(name, batch_size):
+def step_runner(name, batch_size, dtype=None):
     with swapped(name):
-        train_step, state, batch = engine_step("custom", batch_size)
+        train_step, state, batch = engine_step("custom", batch_size, dtype)
         compiled = train_step.lower(state, batch).compile()
     holder = [state]
 
@@ -85,9 +97,9 @@ def step_runner(name, batch_size):
     return run
 
 
-def layer_runner(name, batch_size):
+def layer_runner(name, batch_size, dtype=None):
     rng = np.random.default_rng(0)
-    x, w, g = (jnp.asarray(rng.standard_normal(s), jnp.float32)
+    x, w, g = (jnp.asarray(rng.standard_normal(s), dtype or jnp.float32)
                for s in ((batch_size, 26, 26, 64), (3, 3, 64, 64), (batch_size, 24, 24, 64)))
     with swapped(name):
         bwd = jax.jit(lambda x, w, g: conv._conv2d_bwd_patches(1, 0, x, w, g)).lower(x, w, g).compile()
@@ -100,10 +112,13 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--variants", nargs="+", default=["dw-folded", "current"], choices=sorted(VARIANTS))
     p.add_argument("--layer", action="store_true", help="Conv_1's backward alone instead of the whole step")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="activation dtype (parameters stay float32)")
     args = p.parse_args(argv)
     print("\n".join(describe()))
     make = layer_runner if args.layer else step_runner
-    runs = {name: make(name, args.batch_size) for name in args.variants}
+    dtype = None if args.precision == "float32" else jnp.bfloat16
+    runs = {name: make(name, args.batch_size, dtype) for name in args.variants}
     for run in runs.values():  # warm up
         run(), run()
     wall = {name: [] for name in runs}
@@ -116,7 +131,8 @@ def main(argv=None):
             wall[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
     what = "Conv_1 backward" if args.layer else "Table 1 step"
-    print(f"{what}, batch {args.batch_size}, {args.rounds} rounds; ms and speed relative to {names[0]}")
+    print(f"{what}, {args.precision}, batch {args.batch_size}, {args.rounds} rounds; "
+          f"ms and speed relative to {names[0]}")
     base = [np.median(wall[names[0]]), np.min(wall[names[0]]), np.median(cpu[names[0]])]
     for name in names:
         ms = [np.median(wall[name]), np.min(wall[name]), np.median(cpu[name])]

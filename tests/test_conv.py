@@ -127,6 +127,25 @@ def test_conv2d_auto_picks_per_layer_and_cpu_and_matches_autodiff(avx512, monkey
         assert _convolutions(f("auto"), mid, jnp.zeros((3, 3, 32, 4))) == int(avx512)
 
 
+def test_l2_cache_size_is_read_from_sysfs(tmp_path, monkeypatch):
+    from cnnlab.ops import _cpu
+    for index, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "64K"),
+                                                 (2, "Unified", "2048K"), (3, "Unified", "32M")]):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        for name, value in {"level": level, "type": kind, "size": size, "shared_cpu_list": "0"}.items():
+            (folder / name).write_text(f"{value}\n")
+    monkeypatch.setattr(_cpu, "_CACHE_DIR", str(tmp_path))
+    _cpu.caches.cache_clear()
+    try:
+        assert _cpu.l2_bytes() == 2 * 2 ** 20 and [c["level"] for c in _cpu.caches()] == [1, 1, 2, 3]
+        monkeypatch.setattr(_cpu, "_CACHE_DIR", str(tmp_path / "absent"))
+        _cpu.caches.cache_clear()
+        assert _cpu.l2_bytes() is None
+    finally:
+        _cpu.caches.cache_clear()
+
+
 def test_conv2d_patches_partial_batch_block_matches_autodiff(monkeypatch):
     # blocks of 3 examples of 4x4 outputs (3x3x3 patches): 5 = 3 + 2 and a zero example; the default
     # takes all 5 in one block

@@ -103,6 +103,23 @@ def test_groupnorm_matches_flax_groupnorm_values_and_grads(grad, shape, groups):
     _assert_close(_grads(ours, variables, x), _grads(ref, variables, x), tol=1e-4)
 
 
+@pytest.mark.parametrize("layer,shape", [("conv", (8, 32, 32, 2)), ("conv1d", (8, 900, 2))])
+def test_bfloat16_bias_gradient_is_summed_in_float32(layer, shape):
+    """Eq. (23)'s bias gradient over N H' W' (or N T) = 7 200 outputs of bfloat16 activations: summed in
+    bfloat16 it would be off by ~1e-2 relative; the float64 sum of the same cotangents is the reference."""
+    module = (cnn.Conv(3, 3, padding=1, dtype=jnp.bfloat16) if layer == "conv"
+              else cnn.Conv1D(3, kernel_size=2, dtype=jnp.bfloat16))
+    x = jax.random.normal(jax.random.key(0), shape)
+    variables = module.init(jax.random.key(1), x)
+    # cotangents exact in bfloat16, all positive so that rounding errors cannot cancel
+    g = jax.random.uniform(jax.random.key(2), shape[:-1] + (3,), minval=1.0, maxval=2.0).astype(jnp.bfloat16)
+    grads = jax.jit(jax.grad(lambda p: jnp.sum(module.apply({**variables, "params": p}, x).astype(jnp.float32)
+                                               * g.astype(jnp.float32))))(variables["params"])
+    assert grads["bias"].dtype == jnp.float32
+    reference = np.asarray(g, np.float64).reshape(-1, 3).sum(axis=0)
+    np.testing.assert_allclose(np.asarray(grads["bias"], np.float64), reference, rtol=1e-5)
+
+
 def test_layers_reject_unknown_grad_mode():
     with pytest.raises(ValueError, match="grad must be one of"):
         cnn.Dense(3, grad="manual").init(jax.random.key(0), jnp.ones((2, 4)))

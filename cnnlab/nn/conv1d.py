@@ -14,7 +14,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import linen as nn
 
-from cnnlab.nn.layers import GRADS, op
+from cnnlab.nn.layers import GRADS, add_bias, op
 
 PADDINGS = ("left", "symmetric")
 
@@ -26,7 +26,8 @@ class Conv1D(nn.Module):
         initialised to ``||v||`` (Salimans & Kingma [6], as ``torch.nn.utils.weight_norm(dim=0)``).
     grad: ``"custom"`` differentiates through ``ops.conv1d``'s hand-written backward, ``"autodiff"``
         through ``ops.conv1d_autodiff`` (``cnnlab.nn.op``).
-    dtype: the compute dtype (``cnnlab.nn.layers``): input, kernel and bias are cast to it; None: the input's.
+    dtype: the compute dtype (``cnnlab.nn.layers``): input and kernel are cast to it (the bias is
+        added in float32, ``add_bias``); None: the input's.
         The weight norm is computed on the float32 parameters, before the cast.
     """
     features: int
@@ -56,9 +57,9 @@ class Conv1D(nn.Module):
         b = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         if self.dtype is not None:
             x = x.astype(self.dtype)
-        w, b = w.astype(x.dtype), b.astype(x.dtype)
+        w = w.astype(x.dtype)
         if decode:
-            return self._step(x, w) + b
+            return add_bias(self._step(x, w), b)
         conv = op("conv1d", self.grad)
         if self.padding == "left":
             y = conv(x, w, dilation=d)
@@ -67,7 +68,7 @@ class Conv1D(nn.Module):
             # original scheme, including the d(k-1) redundant outputs it computes (§6.2.1).
             t, pad = x.shape[1], d * (k - 1)
             y = conv(jnp.pad(x, ((0, 0), (0, pad), (0, 0))), w, dilation=d)[:, :t]
-        return y + b
+        return add_bias(y, b)
 
     def _step(self, x, w):
         """One time step ``x: [N, 1, C_in] -> [N, 1, features]`` from the ring buffer of past inputs."""

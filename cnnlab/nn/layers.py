@@ -39,6 +39,15 @@ def _pair(value, module: str, name: str) -> tuple[int, int]:
     return pair
 
 
+def add_bias(y, bias):
+    """``y + bias`` over the last axis, added in float32 (or wider) and cast back to y's dtype: the bias
+    gradient, a sum of the output gradient over every other axis (e.g. N H' W' terms), then accumulates in
+    float32 for bfloat16 activations too (``cnnlab.ops._dtypes``); XLA's CPU backend also sums a
+    bfloat16 tensor of that size many times slower than a float32 one."""
+    dtype = jnp.promote_types(y.dtype, jnp.float32)
+    return (y.astype(dtype) + bias.astype(dtype)).astype(y.dtype)
+
+
 class Conv(nn.Module):
     """2-D convolution, Eq. (20)–(22), backward Eq. (24)–(25). x: [N, H, W, C_in] -> [N, H', W', features].
 
@@ -61,7 +70,7 @@ class Conv(nn.Module):
         x, kernel = promote_dtype(x, kernel, dtype=self.dtype)
         y = op("conv2d", self.grad)(x, kernel, stride=self.stride, padding=self.padding, impl=self.impl)
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+            y = add_bias(y, self.param("bias", nn.initializers.zeros, (self.features,)))
         return y
 
 

@@ -6,6 +6,7 @@ matrix products and convolutions in ``accumulation_dtype`` and casts the result 
 float32 and float64 inputs accumulate in their own dtype.
 """
 
+from jax import lax
 import jax.numpy as jnp
 
 
@@ -17,3 +18,15 @@ def accumulation_dtype(*arrays):
 def matmul(a, b):
     """``a @ b`` accumulated (and returned) in ``accumulation_dtype(a, b)``."""
     return jnp.matmul(a, b, preferred_element_type=accumulation_dtype(a, b))
+
+
+def transposed(a):
+    """The matrix ``a.T``, written out in memory for a matmul to read.
+
+    XLA's CPU backend folds a plain transpose into the dot that reads it, and a bfloat16 dot with a transposed
+    operand is not lowered to YNNPACK's bfloat16 kernels: XLA converts both operands to float32 first (2.5-3x
+    slower on a CPU with AMX, docs/performance.md), and a float32 dot with a folded transpose is not lowered to
+    YNNPACK at all. The barrier keeps the transpose a copy of its own; going through a size-1 axis keeps XLA
+    from seeing the dot's operand as a transpose.
+    """
+    return lax.optimization_barrier(jnp.swapaxes(a[:, :, None], 0, 1)).reshape(a.shape[1], a.shape[0])

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnlab.ops._checks import check_floating, check_int_at_least, check_rank
-from cnnlab.ops._cpu import has_avx512
-from cnnlab.ops._dtypes import accumulation_dtype, matmul
+from cnnlab.ops._cpu import has_avx512, l2_bytes
+from cnnlab.ops._dtypes import accumulation_dtype, matmul, transposed
 
 _NWC = ("NWC", "WIO", "NWC")
 
@@ -88,7 +88,7 @@ def _conv1d_bwd_patches(dilation, x, w, g):
     # (tap i of output t read input t - d(k-1-i)): the 1-D row2im.
     dw = jnp.einsum("ntp,nto->po", _taps(x, k, dilation), g,
                     preferred_element_type=accumulation_dtype(x, g)).reshape(k, c_in, c_out)
-    d_taps = matmul(g, w.reshape(k * c_in, c_out).T).reshape(*g.shape[:2], k, c_in)
+    d_taps = matmul(g, transposed(w.reshape(k * c_in, c_out))).reshape(*g.shape[:2], k, c_in)
     dx = 0
     for i in range(k):
         shift = dilation * (k - 1 - i)
@@ -152,10 +152,14 @@ def conv1d(x, w, *, dilation=1, impl="auto"):
 # ---------------------------------------------------------------------------------------------- conv2d
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
-# Patch-matrix entries per im2row block on the CPU: the patch matrix of a few examples (here 4.7 MB) stays in
-# the cache while it is multiplied; the whole batch's one (66 MB for 64->64 at 24x24, batch 50) does not.
-# 2048 rows of a 3x3x64 patch matrix; a 1-channel input layer takes the whole batch in one block.
-_BLOCK_ENTRIES = 2048 * 576
+# Patch-matrix entries per im2row block on the CPU: the patch matrix of a few examples stays in the caches
+# while it is multiplied; the whole batch's one (66 MB for 64->64 at 24x24, batch 50) does not. 2048 rows of a
+# 3x3x64 patch matrix (4.7 MB in float32) per MiB of the core's L2 cache, and never fewer: on a Zen 5 (1 MiB
+# L2) 2 or 4 times as many made the Table 1 step 4 % and 14 % slower; on an Intel Xeon with 2 MiB of L2
+# twice as many made it 5-7 % faster in float32 and 11-12 % in bfloat16 (docs/performance.md). (A Zen 3's
+# 512 KiB L2 keeps 1 MiB's blocks: smaller ones were not measured there.) A 1-channel input layer takes the
+# whole batch in one block.
+_BLOCK_ENTRIES = 2048 * 576 * max(1, (l2_bytes() or 0) // 2 ** 20)
 
 
 def _chunk(n, rows, row_size):
@@ -300,15 +304,15 @@ def _conv2d_patches(x, w, stride, padding):
     return y.reshape(n, oh, ow, c_out)
 
 
-def _dw_t(delta, patches):
-    """Eq. (25) as dW^T = delta^T P for delta [M, C_out] and patches P [M, kh kw C_in] -> [C_out, kh kw C_in].
+def _dw(delta, patches):
+    """Eq. (25) as dW = P^T delta for delta [M, C_out] and patches P [M, kh kw C_in] -> [kh kw C_in, C_out].
 
-    The narrower operand is transposed in memory first: the barrier keeps XLA from folding the transpose
-    into the dot, whose transposed-operand form is not lowered to a YNNPACK dot on the CPU (the Table 1 step
-    5-9 % faster with two threads, docs/performance.md)."""
+    The narrower operand is transposed in memory (``transposed``): delta^T P, then that small product
+    transposed, when delta is the narrower (the Table 1 step 5-9 % faster in float32 with two threads than
+    with the transpose folded into the dot, docs/performance.md)."""
     if delta.shape[1] <= patches.shape[1]:
-        return matmul(lax.optimization_barrier(delta.T), patches)
-    return matmul(lax.optimization_barrier(patches.T), delta).T
+        return transposed(matmul(transposed(delta), patches))
+    return matmul(transposed(patches), delta)
 
 
 def _conv2d_bwd_patches(stride, padding, x, w, g):
@@ -319,28 +323,29 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
     if kh == kw == 1 and padding == 0:  # Eq. (24): dx = delta W^T on the read positions; Eq. (25): x^T delta
         xs, w_mat = _pointwise(x, w, stride)
         zero = jnp.zeros((), accumulation_dtype(g, w))
-        dx = lax.pad(matmul(g, w_mat.T), zero, [(0, 0, 0), (0, h - stride * (oh - 1) - 1, stride - 1),
+        dx = lax.pad(matmul(g, transposed(w_mat)), zero, [(0, 0, 0), (0, h - stride * (oh - 1) - 1, stride - 1),
                                                 (0, wd - stride * (ow - 1) - 1, stride - 1), (0, 0, 0)])
-        return dx, matmul(xs.reshape(-1, c_in).T, g.reshape(-1, c_out)).reshape(w.shape)
+        return dx, _dw(g.reshape(-1, c_out), xs.reshape(-1, c_in)).reshape(w.shape)
     hp, wp = h + 2 * padding, wd + 2 * padding
     index = _patch_index(h, wd, kh, kw, stride, padding)
     w_mat = w.reshape(kh * kw * c_in, c_out)
 
     def block(xb, gb):
-        dxb = _row2im(matmul(gb, w_mat.T), kh, kw, stride, hp, wp)[:, padding:padding + h, padding:padding + wd]
-        return dxb, _dw_t(gb.reshape(-1, c_out), _im2row(xb, index, kh * kw))
+        dxb = _row2im(matmul(gb, transposed(w_mat)), kh, kw, stride, hp, wp)
+        dxb = dxb[:, padding:padding + h, padding:padding + wd]
+        return dxb, _dw(gb.reshape(-1, c_out), _im2row(xb, index, kh * kw))
 
-    def step(dw_t, xg):
+    def step(dw, xg):
         dxb, dwb = block(*xg)
-        return dw_t + dwb, dxb
+        return dw + dwb, dxb
 
     chunk = _chunk(n, oh * ow, kh * kw * c_in)
     if chunk == n:
-        dx, dw_t = block(x, g)
-        return dx, dw_t.T.reshape(w.shape)
-    dw_t = jnp.zeros(w_mat.T.shape, accumulation_dtype(x, g))  # Eq. (25)'s sum over the blocks
-    dw_t, dx = lax.scan(step, dw_t, (_blocks(x, chunk), _blocks(g, chunk)))
-    return _unblock(dx, n), dw_t.T.reshape(w.shape)
+        dx, dw = block(x, g)
+        return dx, dw.reshape(w.shape)
+    dw = jnp.zeros(w_mat.shape, accumulation_dtype(x, g))  # Eq. (25)'s sum over the blocks
+    dw, dx = lax.scan(step, dw, (_blocks(x, chunk), _blocks(g, chunk)))
+    return _unblock(dx, n), dw.reshape(w.shape)
 
 
 # impl="auto" on the CPU, per layer and pass, by the entries of one example's patch matrix (oh ow kh kw C_in).

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnlab.ops._checks import check_floating, check_rank
-from cnnlab.ops._dtypes import accumulation_dtype, matmul
+from cnnlab.ops._dtypes import accumulation_dtype, matmul, transposed
 
 
 def _check(x, w, b):
@@ -43,9 +43,9 @@ def _dense_fwd(x, w, b):
 
 def _dense_bwd(residuals, delta):
     x, w, b = residuals
-    dx = matmul(delta, w.T)  # Eq. (15): delta^(l)_ri = sum_j delta^(l+1)_rj W_ij
+    dx = matmul(delta, transposed(w))  # Eq. (15): delta^(l)_ri = sum_j delta^(l+1)_rj W_ij
     # Eq. (17): dL/dW_ij = sum_r X_ri delta_rj (the printed indices are wrong: docs/derivations.md)
-    dw = matmul(x.T, delta)
+    dw = matmul(transposed(x), delta)
     db = jnp.sum(delta, axis=0, dtype=accumulation_dtype(delta))  # Eq. (18)
     return dx.astype(x.dtype), dw.astype(w.dtype), db.astype(b.dtype)
 
