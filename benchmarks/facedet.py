@@ -144,8 +144,12 @@ def _median_ms(runners: dict, rounds: int) -> dict:
     for run in runners.values():  # compile / warm up
         run()
     seconds = {name: [] for name in runners}
-    for _ in range(rounds):  # interleaved, so a busy machine slows all alike
-        for name, run in runners.items():
+    names = list(runners)
+    # Interleaved, so a busy machine slows all alike, in an order that rotates from round to round (as
+    # benchmarks.mnist_step's), so that no implementation always runs first.
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            run = runners[name]
             start = time.perf_counter()
             run()
             seconds[name].append(time.perf_counter() - start)

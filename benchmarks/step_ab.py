@@ -51,21 +51,23 @@ def _im2row_runs(x, index, taps):
 _RESOLVE = conv._resolve
 
 
-def _resolve_other_cpu_rule(impl, x_shape, w_shape, stride, padding):
-    """``impl="auto"``'s choice under the rule of the other kind of CPU (with / without AVX-512)."""
-    avx512 = conv.has_avx512
-    conv.has_avx512 = lambda: not avx512()
-    try:
-        return _RESOLVE(impl, x_shape, w_shape, stride, padding)
-    finally:
-        conv.has_avx512 = avx512
+def _rule(name):
+    """``impl="auto"``'s choice under the named CPU rule (``conv._PATCH_LIMITS``), whatever this CPU is."""
+    def resolve(impl, x_shape, w_shape, stride, padding):
+        rule = conv._cpu_rule
+        conv._cpu_rule = lambda: name
+        try:
+            return _RESOLVE(impl, x_shape, w_shape, stride, padding)
+        finally:
+            conv._cpu_rule = rule
+    return resolve
 # name -> attributes of cnnlab.ops.conv to replace while tracing
 VARIANTS = {
     "current": {},
     "dw-folded": {"_dw": _dw_folded},
     "xla-forward": {"_resolve": _resolve_xla_forward},
     "barrier-transpose": {"transposed": lambda a: lax.optimization_barrier(a.T)},  # the dot sees a transpose
-    "other-cpu-rule": {"_resolve": _resolve_other_cpu_rule},
+    **{f"rule-{name}": {"_resolve": _rule(name)} for name in conv._PATCH_LIMITS},
     "blocks-x0.28": {"_BLOCK_ENTRIES": conv._BLOCK_ENTRIES * 576 // 2048},  # 1 example of the 26x26 layer
     "blocks-x2": {"_BLOCK_ENTRIES": conv._BLOCK_ENTRIES * 2},
     "blocks-x4": {"_BLOCK_ENTRIES": conv._BLOCK_ENTRIES * 4},

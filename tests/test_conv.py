@@ -98,9 +98,10 @@ def _convolutions(f, *args):
     return jax.jit(f).lower(*args).as_text().count("stablehlo.convolution")
 
 
-@pytest.mark.parametrize("avx512", [True, False], ids=["avx512", "no-avx512"])
-def test_conv2d_auto_picks_per_layer_and_cpu_and_matches_autodiff(avx512, monkeypatch):
-    monkeypatch.setattr(conv, "has_avx512", lambda: avx512)  # both CPU rules, whatever this CPU has
+@pytest.mark.parametrize("rule", ["avx512-amd", "avx512-intel", "no-avx512"])
+def test_conv2d_auto_picks_per_layer_and_cpu_and_matches_autodiff(rule, monkeypatch):
+    monkeypatch.setattr(conv, "_cpu_rule", lambda: rule)  # every CPU rule, whatever this CPU is
+    avx512 = rule != "no-avx512"
     x, w, g = _rand(3, (3, 6, 6, 2), (3, 3, 2, 4), (3, 2, 2, 4))
     f = lambda impl: lambda x, w: ops.conv2d(x, w, stride=2, padding=0, impl=impl)
     got, want = _vjp_pair(f("auto"), lambda x, w: ops.conv2d_autodiff(x, w, stride=2), (x, w), g)
@@ -125,6 +126,20 @@ def test_conv2d_auto_picks_per_layer_and_cpu_and_matches_autodiff(avx512, monkey
         # the patch forward reaches 2.5M entries without AVX-512 and 384K with it (a 460K-entry map)
         mid = jnp.zeros((1, 82, 82, 32))
         assert _convolutions(f("auto"), mid, jnp.zeros((3, 3, 32, 4))) == int(avx512)
+        # the patch backward reaches 512K entries on the AMD AVX-512 rule, 2M on the Intel one (56x56 outputs,
+        # 903K entries: XLA's forward with AVX-512, and 2 backward convolutions on the AMD rule)
+        large = jnp.zeros((1, 113, 113, 32))
+        assert _convolutions(grad("auto"), large, jnp.zeros((3, 3, 32, 4))) == {"avx512-amd": 3, "avx512-intel": 1,
+                                                                                 "no-avx512": 0}[rule]
+
+
+def test_cpu_rule_follows_the_isa_and_vendor(monkeypatch):
+    for avx512, vendor, rule in [(False, "GenuineIntel", "no-avx512"), (False, "AuthenticAMD", "no-avx512"),
+                                 (True, "AuthenticAMD", "avx512-amd"), (True, "GenuineIntel", "avx512-intel"),
+                                 (True, "", "avx512-amd")]:
+        monkeypatch.setattr(conv, "has_avx512", lambda: avx512)
+        monkeypatch.setattr(conv, "vendor", lambda: vendor)
+        assert conv._cpu_rule() == rule
 
 
 def test_l2_cache_size_is_read_from_sysfs(tmp_path, monkeypatch):

@@ -24,6 +24,11 @@ def cpuinfo() -> dict:
     return info
 
 
+def vendor() -> str:
+    """The CPU's vendor string, e.g. "GenuineIntel" or "AuthenticAMD" ("" where /proc/cpuinfo does not say)."""
+    return cpuinfo().get("vendor_id", "")
+
+
 def has_avx512() -> bool:
     """True on an x86 CPU with AVX-512 (``avx512f``); False without it, or where /proc/cpuinfo is absent."""
     return "avx512f" in cpuinfo().get("flags", "").split()

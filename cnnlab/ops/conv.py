@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnlab.ops._checks import check_floating, check_int_at_least, check_rank
-from cnnlab.ops._cpu import has_avx512, l2_bytes
+from cnnlab.ops._cpu import has_avx512, l2_bytes, vendor
 from cnnlab.ops._dtypes import accumulation_dtype, matmul, transposed
 
 _NWC = ("NWC", "WIO", "NWC")
@@ -348,23 +348,36 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
     return _unblock(dx, n), dw.reshape(w.shape)
 
 
-# impl="auto" on the CPU, per layer and pass, by the entries of one example's patch matrix (oh ow kh kw C_in).
-# Without AVX-512 (a 2-core AMD EPYC Zen 3, AVX2, 2026-12-02, docs/performance.md) XLA's CPU convolution
-# backward loses to the patch matmuls everywhere (JAX's autodiff of lax.conv made the Table 1 step 5.7x
-# slower than the patch backward). Patches for every pass made the ResNet-18 step (batch 8, 224²) 1.44x and
-# the FaceNet v2.4 step (batch 8, 256²) 1.47x faster than the AVX-512 rule below, but v2.4 ``detect`` at 512²
-# 1.85x slower: its 4.7M-19M-entry maps keep XLA's forward. This rule: ResNet-18 1.55x, FaceNet step 1.28x,
-# detect within 10 % of before.
-# With AVX-512 (a 2-core AMD EPYC Zen 5, 2026-12-01/02): 1x1 kernels are one matmul on the patch path (2.7x
-# faster than XLA's convolution forward at 128x128x128 -> 32). For 3x3 kernels the patch forward took
-# 0.57-0.91x XLA's time on the Table 1 layers (C_in <= 64, <= 332K entries): the whole Table 1 step ran 1.11x
-# (batch 50) and 1.19x (batch 128) faster with it on both cores. It took 1.3-1.8x XLA's time on ResNet's
-# 14x14x256 and larger maps and FaceNet's, and although it was faster alone on ResNet's 7x7x512 layers, the
-# ResNet-18 step was not (PyTorch / cnnlab 0.78-0.81 with it, 0.84 without): wider layers keep XLA's forward.
-# The patch backward won up to larger maps (Table 1: 0.3-0.7x XLA's time; ResNet's 14x14 and 7x7 stages
-# ~0.9x) and lost on ResNet-18's 28x28x128 and 56x56x64 layers (1.4-2x).
-# has_avx512() -> (patch forward: max entries, max input channels; patch backward: max entries)
-_PATCH_LIMITS = {True: (384 * 1024, 64, 512 * 1024), False: (2560 * 1024, math.inf, math.inf)}
+# impl="auto" on the CPU, per layer and pass, by the entries of one example's patch matrix (oh ow kh kw C_in),
+# with limits measured on one 2-core CPU of each kind (docs/performance.md):
+# - Without AVX-512 (AMD EPYC Zen 3, AVX2, 2026-12-02) XLA's CPU convolution backward loses to the patch
+#   matmuls everywhere (JAX's autodiff of lax.conv made the Table 1 step 5.7x slower than the patch backward).
+#   Patches for every pass made the ResNet-18 step (batch 8, 224²) 1.44x and the FaceNet v2.4 step (batch 8,
+#   256²) 1.47x faster than the AMD AVX-512 rule, but v2.4 ``detect`` at 512² 1.85x slower: its 4.7M-19M-entry
+#   maps keep XLA's forward. This rule: ResNet-18 1.55x, FaceNet step 1.28x, detect within 10 % of before.
+# - With AVX-512, AMD (EPYC Zen 5, 2026-12-01/02): 1x1 kernels are one matmul on the patch path (2.7x faster
+#   than XLA's convolution forward at 128x128x128 -> 32). For 3x3 kernels the patch forward took 0.57-0.91x
+#   XLA's time on the Table 1 layers (C_in <= 64, <= 332K entries): the whole Table 1 step ran 1.11x (batch 50)
+#   and 1.19x (batch 128) faster with it on both cores. It took 1.3-1.8x XLA's time on ResNet's 14x14x256 and
+#   larger maps and FaceNet's, and although it was faster alone on ResNet's 7x7x512 layers, the ResNet-18 step
+#   was not (PyTorch / cnnlab 0.78-0.81 with it, 0.84 without): wider layers keep XLA's forward. The patch
+#   backward won up to larger maps (Table 1: 0.3-0.7x XLA's time; ResNet's 14x14 and 7x7 stages ~0.9x) and
+#   lost on ResNet-18's 28x28x128 and 56x56x64 layers (1.4-2x).
+# - With AVX-512, Intel (Xeon family 6 model 167, AMX, 2026-12-02): the AMD forward limits; the patch backward
+#   up to 2M entries made the ResNet-18 step 1.18x faster than the AMD backward limit (all its layers have
+#   <= 1.8M) and left the FaceNet v2.4 step within 2 % (its 2.4M-entry conv2 layers and wider heads keep XLA's
+#   backward: patches for them made the step 7 % slower).
+# rule -> (patch forward: max entries, max input channels; patch backward: max entries)
+_PATCH_LIMITS = {"no-avx512": (2560 * 1024, math.inf, math.inf),
+                 "avx512-amd": (384 * 1024, 64, 512 * 1024),
+                 "avx512-intel": (384 * 1024, 64, 2048 * 1024)}
+
+
+def _cpu_rule() -> str:
+    """Which of ``_PATCH_LIMITS`` this CPU takes (an AVX-512 CPU of another vendor: the AMD one)."""
+    if not has_avx512():
+        return "no-avx512"
+    return "avx512-intel" if vendor() == "GenuineIntel" else "avx512-amd"
 
 
 def _resolve(impl, x_shape, w_shape, stride, padding):
@@ -379,7 +392,7 @@ def _resolve(impl, x_shape, w_shape, stride, padding):
         return "patches", "patches"
     oh, ow = _out_size(x_shape[1], kh, stride, padding), _out_size(x_shape[2], kw, stride, padding)
     entries = oh * ow * kh * kw * c_in
-    fwd_entries, fwd_channels, bwd_entries = _PATCH_LIMITS[has_avx512()]
+    fwd_entries, fwd_channels, bwd_entries = _PATCH_LIMITS[_cpu_rule()]
     return ("patches" if entries <= fwd_entries and c_in <= fwd_channels else "xla",
             "patches" if entries <= bwd_entries else "xla")
 
