@@ -323,8 +323,9 @@ def _conv2d_bwd_patches(stride, padding, x, w, g):
     if kh == kw == 1 and padding == 0:  # Eq. (24): dx = delta W^T on the read positions; Eq. (25): x^T delta
         xs, w_mat = _pointwise(x, w, stride)
         zero = jnp.zeros((), accumulation_dtype(g, w))
-        dx = lax.pad(matmul(g, transposed(w_mat)), zero, [(0, 0, 0), (0, h - stride * (oh - 1) - 1, stride - 1),
-                                                (0, wd - stride * (ow - 1) - 1, stride - 1), (0, 0, 0)])
+        dx = lax.pad(matmul(g, transposed(w_mat)), zero,
+                     [(0, 0, 0), (0, h - stride * (oh - 1) - 1, stride - 1),
+                      (0, wd - stride * (ow - 1) - 1, stride - 1), (0, 0, 0)])
         return dx, _dw(g.reshape(-1, c_out), xs.reshape(-1, c_in)).reshape(w.shape)
     hp, wp = h + 2 * padding, wd + 2 * padding
     index = _patch_index(h, wd, kh, kw, stride, padding)
