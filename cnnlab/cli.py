@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     resnet_weights.add_parser(commands)
     from cnnlab.export import cli as export_cli
     export_cli.add_parser(commands)
+    from cnnlab.train import logs
+    logs.add_parser(commands)
     from cnnlab.train import distributed
     for task_parser in train.choices.values():  # every `cnnlab train` command can run on several processes
         distributed.add_arguments(task_parser)

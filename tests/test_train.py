@@ -47,6 +47,8 @@ def test_resume_after_kill_ends_like_uninterrupted_run(uninterrupted, tmp_path):
     log = lambda d: _without_timing(train.MetricsLog(d / "metrics.jsonl").read())
     assert log(tmp_path) == log(workdir)
     jax.tree.map(np.testing.assert_array_equal, _best(tmp_path), _best(workdir))
+    clock = [r["wall_seconds"] for r in train.MetricsLog(tmp_path / "metrics.jsonl").read() if r["split"] == "val"]
+    assert clock == sorted(clock) and clock[-1] <= resumed["wall_seconds"]  # the clock goes on across the resume
 
 
 def test_resume_restores_over_init_variables(uninterrupted, tmp_path):
@@ -81,6 +83,28 @@ def test_best_on_validation_is_the_reported_one(uninterrupted):
     assert results["val_accuracy"] == pytest.approx(best["accuracy"], abs=1e-6)
     assert (workdir / "curves.png").stat().st_size > 0
     assert json.loads((workdir / "results.json").read_text())["steps"] == 24
+
+
+def test_validation_records_carry_the_run_clock_up_to_the_results_wall_time(uninterrupted):
+    workdir, results = uninterrupted
+    clock = [r["wall_seconds"] for r in train.MetricsLog(workdir / "metrics.jsonl").read() if r["split"] == "val"]
+    assert len(clock) == 4 and 0 < clock[0] < clock[1] < clock[2] < clock[3] <= results["wall_seconds"]
+
+
+def test_plot_command_draws_runs_in_one_png_and_rejects_a_folder_without_a_log(uninterrupted, tmp_path, capsys):
+    import cnnlab.cli
+    workdir, _ = uninterrupted
+    out = tmp_path / "runs.png"
+    assert cnnlab.cli.main(["plot", str(workdir), str(workdir), "--label", "a", "--label", "b",
+                            "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cnnlab.cli.main(["plot", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
+    assert cnnlab.cli.main(["plot", str(workdir), "--metric", "f1", "--out", str(tmp_path / "x.png")]) == 2
+    assert cnnlab.cli.main(["plot", str(workdir), "--label", "a", "--label", "b", "--out", "x.png"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[:2] for line in err] == [["cnnlab", " error"]] * 3
+    assert "no metrics.jsonl" in err[0] and "no validation 'f1'" in err[1] and "2 --label" in err[2]
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_eight_devices_match_single_device_losses(uninterrupted, tmp_path):

@@ -71,7 +71,7 @@ evaluates them again (``cnnlab eval``).
 
 from cnnlab.train.checkpoint import load_best_variables, load_last_state
 from cnnlab.train.checkpoint import manager as checkpoint_manager
-from cnnlab.train.logs import MetricsLog, plot_curves
+from cnnlab.train.logs import MetricsLog, plot_curves, plot_runs
 from cnnlab.train.loop import data_mesh, default_inputs, evaluate, make_steps, train_and_evaluate
 from cnnlab.train.pipeline import ArraySource, eval_batches, train_indices
 from cnnlab.train.state import (PRECISIONS, TrainConfig, TrainState, compute_dtype, create_train_state,
@@ -80,4 +80,4 @@ from cnnlab.train.state import (PRECISIONS, TrainConfig, TrainState, compute_dty
 __all__ = ["ArraySource", "MetricsLog", "PRECISIONS", "TrainConfig", "TrainState", "checkpoint_manager",
            "compute_dtype", "create_train_state", "data_mesh", "default_inputs", "eval_batches", "evaluate",
            "learning_rate_schedule", "load_best_variables", "load_last_state", "make_optimizer", "make_steps",
-           "plot_curves", "train_and_evaluate", "train_indices"]
+           "plot_curves", "plot_runs", "train_and_evaluate", "train_indices"]

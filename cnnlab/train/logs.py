@@ -66,3 +66,65 @@ def plot_curves(records: list[dict], path, title: str = "") -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format=Path(path).suffix[1:] or "png")
     plt.close(fig)
+
+
+def plot_runs(runs: dict[str, list[dict]], path, metric: str = "accuracy", title: str = "") -> None:
+    """The validation ``metric`` of several runs (``{label: metrics.jsonl records}``) in one figure, against the
+    iteration (a) and against the run's wall-clock minutes (b, from the records' ``wall_seconds``; runs
+    whose records lack it are left out of (b))."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, records in runs.items():
+        val = [r for r in records if r["split"] == "val" and metric in r]
+        axes[0].plot([r["step"] for r in val], [r[metric] for r in val], ".-", label=label)
+        timed = [r for r in val if "wall_seconds" in r]
+        if timed:
+            axes[1].plot([r["wall_seconds"] / 60 for r in timed], [r[metric] for r in timed], ".-", label=label)
+    for ax, xlabel in zip(axes, ("iteration", "wall-clock minutes")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"val {metric}")
+        if metric == "loss":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix[1:] or "png")
+    plt.close(fig)
+
+
+def plot_main(args) -> int:
+    """``cnnlab plot RUN [RUN ...] --out PNG``: the runs' validation curves in one figure (``plot_runs``)."""
+    from cnnlab.errors import CnnlabError
+
+    labels = args.label or [Path(run).name for run in args.runs]
+    if len(labels) != len(args.runs):
+        raise CnnlabError(f"cnnlab plot: {len(labels)} --label values for {len(args.runs)} run folders")
+    runs = {}
+    for label, run in zip(labels, args.runs):
+        path = Path(run) / "metrics.jsonl"
+        if not path.is_file():
+            raise CnnlabError(f"cnnlab plot: {run} is not a run folder (no metrics.jsonl)")
+        try:
+            records = MetricsLog(path).read()
+        except (json.JSONDecodeError, KeyError) as e:
+            raise CnnlabError(f"cnnlab plot: {path} is not a metrics log: {e}") from None
+        if not any(r.get("split") == "val" and args.metric in r for r in records):
+            raise CnnlabError(f"cnnlab plot: {path} has no validation {args.metric!r}")
+        runs[label] = records
+    plot_runs(runs, args.out, args.metric, args.title or "")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def add_parser(commands) -> None:
+    p = commands.add_parser("plot", help="the validation curves of several runs in one PNG, against iterations "
+                                         "and wall-clock minutes")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (the --out of `cnnlab train`)")
+    p.add_argument("--out", required=True, help="the PNG to write")
+    p.add_argument("--label", action="append", help="a legend label per run, in order (default: folder names)")
+    p.add_argument("--metric", default="accuracy", help="validation metric to plot (default accuracy)")
+    p.add_argument("--title")
+    p.set_defaults(func=plot_main)

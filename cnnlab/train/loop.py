@@ -179,6 +179,9 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
     loads a pretrained backbone (``cnnlab.nn.resnet_weights.load_resnet_weights``); a resumed run restores
     over them.
 
+    Each validation record of ``metrics.jsonl`` carries ``wall_seconds``: the run's wall-clock time so far, as
+    in ``results.json`` (continued across resumes), for curves against time (``cnnlab.train.logs.plot_runs``).
+
     ``workdir`` has one writer: a second run on it fails at once (``RunLock``); resuming needs the same result
     settings, display settings may change (``cnnlab.train.workdir``). Checkpoints are verified on resume; a
     damaged one is reported and the newest intact one is used (``cnnlab.train.checkpoint``).
@@ -270,7 +273,8 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
                     break
             if is_eval:
                 val = evaluate(eval_step, _variables(state), val_source, config.eval_batch_size, mesh)
-                log.append({"step": done, "split": "val", **val})
+                log.append({"step": done, "split": "val", **val,
+                            "wall_seconds": meta["wall_seconds"] + time.perf_counter() - began})
                 if not np.isfinite(val["loss"]):
                     # The update of this step already broke the weights (its training loss was taken before
                     # it): the same stop as above, before these weights are kept or saved.
