@@ -171,6 +171,26 @@ def test_paper_schedule_and_its_scaled_version():
     assert scaled_schedule(single_seqmnist(), 3_000).lr_boundaries == (200, 1_000, 2_100, 2_700)
 
 
+def test_fast_schedule_is_adamw_with_warmup_and_cosine_decay_and_flags_override_it():
+    from cnnlab.cli import build_parser
+    from cnnlab.tcn.cli import config_from_args
+    from cnnlab.train import learning_rate_schedule
+
+    parse = lambda *flags: config_from_args(build_parser().parse_args(["train", "seqmnist", *flags, "--out", "x"]))
+    config = parse("--schedule", "fast", "--steps", "2000")
+    assert (config.steps, config.batch_size, config.optimizer, config.dropout) == (2000, 100, "adamw", 0.0)
+    assert config.grad_clip_norm == 1.0 and config.block == "single" and config.blocks == 12
+    schedule = learning_rate_schedule(config)
+    peak, warmup = 1.6e-2, 100
+    for t in (0, 50, 100, 700, 1300, 1999):  # linear warm-up, then a half cosine from peak to 0
+        cosine = 0.5 * peak * (1 + np.cos(np.pi * (t - warmup) / (2000 - warmup)))
+        expected = peak * t / warmup if t < warmup else cosine
+        np.testing.assert_allclose(schedule(t), expected, rtol=1e-5, atol=1e-9)
+    assert parse("--schedule", "fast").steps == 6000
+    override = parse("--schedule", "fast", "--dropout", "0.05", "--lr", "1e-3", "--steps", "300")
+    assert (override.dropout, override.learning_rate, override.warmup_steps) == (0.05, 1e-3, 30)
+
+
 def test_train_seqmnist_cli_end_to_end_writes_results_and_refuses_other_settings(tmp_path, capsys):
     from cnnlab.cli import main
 
