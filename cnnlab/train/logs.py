@@ -75,10 +75,11 @@ def plot_runs(runs: dict[str, list[dict]], path, metric: str = "accuracy", title
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for label, records in runs.items():
         val = [r for r in records if r["split"] == "val" and metric in r]
-        axes[0].plot([r["step"] for r in val], [r[metric] for r in val], ".-", label=label)
+        (line,) = axes[0].plot([r["step"] for r in val], [r[metric] for r in val], ".-", label=label)
         timed = [r for r in val if "wall_seconds" in r]
-        if timed:
-            axes[1].plot([r["wall_seconds"] / 60 for r in timed], [r[metric] for r in timed], ".-", label=label)
+        if timed:  # the same colour for the same run in both panels
+            axes[1].plot([r["wall_seconds"] / 60 for r in timed], [r[metric] for r in timed], ".-", label=label,
+                         color=line.get_color())
     for ax, xlabel in zip(axes, ("iteration", "wall-clock minutes")):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"val {metric}")
