@@ -54,12 +54,21 @@ def plot_curves(records: list[dict], path, title: str = "") -> None:
             points = [(r["step"], r[metric]) for r in records if r["split"] == split and metric in r]
             if points:
                 ax.plot(*zip(*points), style, label=f"{split} {metric}")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel(metric)
-        if metric == "loss":
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
+        _style(ax, "iteration", metric, metric)
+    _save(fig, path, title)
+
+
+def _style(ax, xlabel: str, ylabel: str, metric: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if metric == "loss":
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if ax.lines:
         ax.legend()
+
+
+def _save(fig, path, title: str) -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -81,19 +90,8 @@ def plot_runs(runs: dict[str, list[dict]], path, metric: str = "accuracy", title
             axes[1].plot([r["wall_seconds"] / 60 for r in timed], [r[metric] for r in timed], ".-", label=label,
                          color=line.get_color())
     for ax, xlabel in zip(axes, ("iteration", "wall-clock minutes")):
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"val {metric}")
-        if metric == "loss":
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format=Path(path).suffix[1:] or "png")
-    plt.close(fig)
+        _style(ax, xlabel, f"val {metric}", metric)
+    _save(fig, path, title)
 
 
 def plot_main(args) -> int:
@@ -110,9 +108,11 @@ def plot_main(args) -> int:
             raise CnnlabError(f"cnnlab plot: {run} is not a run folder (no metrics.jsonl)")
         try:
             records = MetricsLog(path).read()
-        except (json.JSONDecodeError, KeyError) as e:
+        except ValueError as e:  # not JSON lines, or not text
             raise CnnlabError(f"cnnlab plot: {path} is not a metrics log: {e}") from None
-        if not any(r.get("split") == "val" and args.metric in r for r in records):
+        if not all(isinstance(r, dict) and "step" in r and "split" in r for r in records):
+            raise CnnlabError(f"cnnlab plot: {path} is not a metrics log (records without step and split)")
+        if not any(r["split"] == "val" and args.metric in r for r in records):
             raise CnnlabError(f"cnnlab plot: {path} has no validation {args.metric!r}")
         runs[label] = records
     plot_runs(runs, args.out, args.metric, args.title or "")
