@@ -5,7 +5,7 @@
 #     bash experiments/tcn_cpu_recipes.sh PAPER_STEPS [FAST_STEPS=6000] [ROOT=runs/cpu_recipes] [FLAG ...]
 #
 # FAST_STEPS: the fast recipe's length (`--schedule fast --steps`); 6 000 fit in 42-44 min on a 2-core AMD
-# EPYC Zen 5, where a 2-core Intel Xeon host trained ~2.5x slower (docs/results.md): fit it to the hour on the
+# EPYC Zen 5, where a 2-core Intel Xeon host trained ~2.7x slower (docs/results.md): fit it to the hour on the
 # CPU at hand. PAPER_STEPS: the steps of the paper's schedule (`--schedule scaled`) that take as long as one
 # fast run on this CPU. The fast recipe has no dropout, so its steps are cheaper than the paper recipe's
 # (dropout 0.05): take the fast run's wall time and the paper run's sequences/s from a short run of each.
