@@ -7,7 +7,9 @@ The TCN uses ``cnnlab.sequence.default()`` for every dataset (``--set`` override
 to develop a default); the peers use aeon's defaults (MiniRocket: 10 000 kernels and a ridge classifier;
 1-NN with full-window DTW). Unequal-length datasets: the TCN and DTW read the series as they are; MiniRocket
 cannot, so it reads aeon's bundled equal-length versions (``NAME_eq_TRAIN.ts``). Single-threaded (n_jobs=1)
-so that the three share the CPU alike. Prints the CPU model and the load average before and after.
+so that the three share the CPU alike. Prints the CPU model and the load average before and after. The
+"(val)" column is the TCN's validation accuracy with ``--set val_fraction=...`` (nan without a validation
+split, the default), for choosing defaults on training data alone.
 """
 
 import argparse
@@ -70,10 +72,10 @@ def main(argv=None):
 
     from aeon.classification.convolution_based import MiniRocketClassifier
     from aeon.classification.distance_based import KNeighborsTimeSeriesClassifier
-    from cnnlab.sequence import cli, default
+    from cnnlab import configs
+    from cnnlab.sequence import default
 
-    config = cli.config_from_args(argparse.Namespace(data=None, steps=None, num_blocks=None, receptive_field=None,
-                                                     seed=None, no_progress=True, set=args.set))
+    config = configs.override(default(), args.set)
     datasets = bundled_classification_datasets()
     # Smallest training file first, so that a run cut short still has most rows.
     names = args.datasets.split(",") if args.datasets else sorted(datasets, key=lambda n: datasets[n].stat().st_size)
@@ -81,7 +83,7 @@ def main(argv=None):
     print(f"CPU: {os.cpu_count()}-core {cpu_model()}; load average before: {os.getloadavg()}; {when}")
     changed = {k: v for k, v in dataclasses.asdict(config).items() if v != getattr(default(), k) and k != "progress"}
     print(f"TCN: cnnlab.sequence.default(){' with ' + str(changed) if changed else ''}, {args.seeds} seed(s)")
-    header = f"{'dataset':24s} {'TCN':>7s} {'s':>6s}" + ("" if args.no_peers else
+    header = f"{'dataset':24s} {'TCN':>7s} {'(val)':>7s} {'s':>6s}" + ("" if args.no_peers else
                                                        f" {'MiniRocket':>10s} {'s':>6s} {'1NN-DTW':>7s} {'s':>6s}")
     print(header)
     rows = []
@@ -89,6 +91,7 @@ def main(argv=None):
         path = datasets[name]
         runs = [run_tcn(config, path, seed) for seed in range(args.seeds)]
         row = {"dataset": name, "tcn": float(np.mean([r[0] for r in runs])),
+               "tcn_val": float(np.mean([r[2].get("val_accuracy", np.nan) for r in runs])),
                "tcn_s": float(np.mean([r[1] for r in runs]))}
         if not args.no_peers:
             eq = path.with_name(f"{name}_eq_TRAIN.ts")
@@ -97,13 +100,13 @@ def main(argv=None):
             row["dtw"], row["dtw_s"] = run_peer(
                 lambda: KNeighborsTimeSeriesClassifier(distance="dtw", n_neighbors=1, n_jobs=1), path)
         rows.append(row)
-        line = f"{name:24s} {row['tcn']:7.3f} {row['tcn_s']:6.0f}"
+        line = f"{name:24s} {row['tcn']:7.3f} {row['tcn_val']:7.3f} {row['tcn_s']:6.0f}"
         if not args.no_peers:
             line += f" {row['minirocket']:10.3f} {row['minirocket_s']:6.0f} {row['dtw']:7.3f} {row['dtw_s']:6.0f}"
         print(line + (f"   (TCN seeds: {[round(r[0], 3) for r in runs]})" if args.seeds > 1 else ""), flush=True)
-    keys = ["tcn", "tcn_s"] + ([] if args.no_peers else ["minirocket", "minirocket_s", "dtw", "dtw_s"])
+    keys = ["tcn", "tcn_val", "tcn_s"] + ([] if args.no_peers else ["minirocket", "minirocket_s", "dtw", "dtw_s"])
     means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
-    line = f"{'mean':24s} {means['tcn']:7.3f} {means['tcn_s']:6.0f}"
+    line = f"{'mean':24s} {means['tcn']:7.3f} {means['tcn_val']:7.3f} {means['tcn_s']:6.0f}"
     if not args.no_peers:
         line += (f" {means['minirocket']:10.3f} {means['minirocket_s']:6.0f} {means['dtw']:7.3f} "
                  f"{means['dtw_s']:6.0f}")

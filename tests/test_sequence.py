@@ -40,6 +40,30 @@ def test_left_padded_sequence_gives_the_output_it_gives_alone(block, readout):
 
 
 @pytest.mark.parametrize("readout", ["last", "mean"])
+def test_training_window_gives_the_output_the_window_gives_alone(readout):
+    model = SequenceClassifier(3, "single", 2, channels=4, kernel_size=3, dropout=0.0, readout=readout, crop=0.5)
+    lengths = np.array([12, 7, 3])
+    x = np.random.default_rng(0).normal(size=(3, 12, 2)).astype(np.float32)
+    mask = (np.arange(12)[None, :] >= 12 - lengths[:, None]).astype(np.float32)[..., None]
+    x = x * mask
+    params = _perturbed(model.init(jax.random.key(1), x, mask)["params"], jax.random.key(2))
+    for seed in range(4):
+        rngs = {"dropout": jax.random.key(seed)}
+        logits = model.apply({"params": params}, x, mask, train=True, rngs=rngs)
+        window = np.asarray(model.apply({"params": params}, mask, method=SequenceClassifier.window, rngs=rngs))
+        for i in range(3):
+            steps = np.flatnonzero(window[i, :, 0])
+            assert steps.size >= np.ceil(0.5 * lengths[i]) and steps[0] >= 12 - lengths[i]
+            assert np.all(np.diff(steps) == 1)  # one contiguous window of the real steps
+            alone = x[i:i + 1, steps[0]:steps[-1] + 1]
+            expected = model.apply({"params": params}, alone, np.ones(alone.shape[:2] + (1,), np.float32))
+            np.testing.assert_allclose(logits[i:i + 1], expected, rtol=1e-5, atol=1e-5)
+    whole = model.apply({"params": params}, x, mask)  # evaluation reads the whole sequences
+    full = SequenceClassifier(3, "single", 2, channels=4, kernel_size=3, dropout=0.0, readout=readout)
+    np.testing.assert_array_equal(whole, full.apply({"params": params}, x, mask))
+
+
+@pytest.mark.parametrize("readout", ["last", "mean"])
 def test_stream_step_matches_the_model_on_every_prefix(readout):
     model = SequenceClassifier(2, "single", 2, channels=4, kernel_size=3, dropout=0.0, readout=readout)
     x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
@@ -224,3 +248,27 @@ def test_unknown_label_and_channel_mismatch_raise(trained, tmp_path):
     from cnnlab.sequence import train
     with pytest.raises(CnnlabError, match="2 channels, the test data 1"):
         train(config, tmp_path / "run")
+
+
+@pytest.mark.parametrize("field,value,message", [("val_fraction", 1.0, "val_fraction must be in"),
+                                                  ("crop", 0.0, "crop must be in")])
+def test_out_of_range_settings_are_one_line_errors(tmp_path, field, value, message):
+    from cnnlab.sequence import train
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 5, 1)), y=[0, 1, 0, 1])
+    config = dataclasses.replace(SequenceConfig(), data=str(tmp_path / "d.npz"), **{field: value})
+    with pytest.raises(CnnlabError, match=message):
+        train(config, tmp_path / "run")
+
+
+def test_validation_split_only_when_it_holds_min_validation_sequences(tmp_path, capsys):
+    from cnnlab.sequence import train
+    x, y, lengths = _synthetic(40, 0)
+    np.savez(tmp_path / "d.npz", x=x, y=y, lengths=lengths)
+    small = dataclasses.replace(SequenceConfig(), data=str(tmp_path / "d.npz"), channels=2, kernel_size=2, steps=2,
+                                warmup_steps=1, eval_every=2, progress=False)
+    results = train(small, tmp_path / "whole")  # 20 % of 40 = 8 sequences, under min_validation = 50
+    assert "no validation split (under min_validation=50)" in capsys.readouterr().out
+    assert "val_loss" not in results and results["best_step"] == 2 and results["train_sequences"] == 40
+    results = train(dataclasses.replace(small, min_validation=8), tmp_path / "split")
+    assert "8 held out for validation" in capsys.readouterr().out
+    assert "val_loss" in results and results["train_sequences"] == 32

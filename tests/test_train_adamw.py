@@ -34,3 +34,8 @@ def test_unknown_optimizer_or_schedule_is_rejected():
         train.TrainConfig(steps=1, batch_size=1, learning_rate=0.1, optimizer="adam")
     with pytest.raises(ValueError, match="schedule"):
         train.TrainConfig(steps=1, batch_size=1, learning_rate=0.1, schedule="linear")
+
+
+def test_cosine_warmup_as_long_as_the_run_is_rejected():
+    with pytest.raises(ValueError, match=r"warmup_steps must be in \[0, steps\).*got 50 with steps 20"):
+        train.TrainConfig(steps=20, batch_size=1, learning_rate=0.1, schedule="cosine", warmup_steps=50)

@@ -57,3 +57,16 @@ def test_reported_numbers_are_those_of_the_best_steps_weights(trajectory, tmp_pa
             assert results[f"{split}_{key}"] == pytest.approx(at_best[key], rel=1e-6, abs=1e-7), (split, key)
         assert results[f"{split}_loss"] != pytest.approx(at_last["loss"], rel=1e-3), split
     assert results["val_accuracy"] == 1.0
+
+
+def test_without_validation_data_the_last_steps_weights_are_kept_and_tested(trajectory, tmp_path):
+    weights, eval_step, _, test = trajectory
+    train_source, _ = train_tiny.sources()
+    config = train_tiny.config(eval_every=EVAL_EVERY, checkpoint_every=8)
+    results = train.train_and_evaluate(config, tmp_path, model=train_tiny.TinyNet(), loss_fn=train_tiny.loss_fn,
+                                       metrics_fn=_accuracy_and_error, train_source=train_source,
+                                       val_source=None, test_source=test)
+    assert results["best_step"] == results["steps"] == 24 and "val_loss" not in results
+    last = weights[24]
+    jax.tree.map(np.testing.assert_array_equal, train.load_best_variables(tmp_path, last)[0], last)
+    assert results["test_loss"] == pytest.approx(train.evaluate(eval_step, last, test, 16)["loss"], rel=1e-6)

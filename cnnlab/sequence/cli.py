@@ -10,7 +10,12 @@ def config_from_args(args):
     flags = {"data": args.data, "steps": args.steps, "num_blocks": args.num_blocks,
              "receptive_field": args.receptive_field, "seed": args.seed, "precision": args.precision,
              "progress": False if args.no_progress else None}
-    return configs.from_args("sequence", args, flags, shorten=lambda cfg, steps: configs.replace(cfg, steps=steps))
+    return configs.from_args("sequence", args, flags, shorten=shorten)
+
+
+def shorten(config, steps: int):
+    """``--steps``: the warm-up keeps its fraction of the run."""
+    return configs.replace(config, steps=steps, warmup_steps=config.warmup_steps * steps // config.steps)
 
 
 def train_main(args) -> int:

@@ -1,9 +1,10 @@
 """Evaluation, prediction and streaming prediction with a ``cnnlab train sequence`` run folder.
 
-``load_run(workdir)`` rebuilds the model and its best-on-validation weights; ``evaluate`` and ``predict``
-read new data with the run's channel statistics and class list. ``stream_init`` / ``stream_step`` classify
-sequences online, one time step at a time (``cnnlab.tcn.streaming``: every causal convolution keeps a ring
-buffer of its past inputs), equal to running the whole sequence seen so far through the model.
+``load_run(workdir)`` rebuilds the model and its kept weights (the last, or the best on validation);
+``evaluate`` and ``predict`` read new data with the run's channel statistics and class list.
+``stream_init`` / ``stream_step`` classify sequences online, one time step at a time
+(``cnnlab.tcn.streaming``: every causal convolution keeps a ring buffer of its past inputs), equal to
+running the whole sequence seen so far through the model.
 """
 
 import csv
@@ -38,7 +39,7 @@ class Run:
 
 
 def load_run(workdir) -> Run:
-    """The model of the run in ``workdir`` with its best weights, and its standardisation and classes."""
+    """The model of the run in ``workdir`` with its kept weights, and its standardisation and classes."""
     path = Path(workdir) / RUN_FILE
     if not path.is_file():
         raise CnnlabError(f"{workdir} is not a `cnnlab train sequence` run folder (no {RUN_FILE})")

@@ -1,10 +1,13 @@
 """``train(config, workdir)``: a TCN classifier on the user's sequences, trained by the one engine.
 
-The task's own pieces: labels mapped to ``0..K-1`` (the class list is saved), a stratified validation split
-of the training set for best-weights selection (§4.3; on validation loss, smoother than accuracy on a few
-dozen sequences), per-channel standardisation with the training split's statistics, the cross-entropy of
-Eq. (53)-(54) (optionally label-smoothed) and accuracy. ``workdir/sequence.json`` holds what evaluation and
-prediction need: the config, the classes, the channel statistics and the model's size.
+The task's own pieces: labels mapped to ``0..K-1`` (the class list is saved), optionally a stratified
+validation split of the training set for best-weights selection (§4.3, on validation loss) when it holds at
+least ``min_validation`` sequences (else, or with ``val_fraction = 0``, training on all of the training set
+and keeping the last weights: a loss on a few held-out sequences picks weights by noise), per-channel
+standardisation with the
+training split's statistics, the cross-entropy of Eq. (53)-(54) (optionally label-smoothed) and accuracy.
+``workdir/sequence.json`` holds what evaluation and prediction need: the config, the classes, the channel
+statistics and the model's size.
 """
 
 import dataclasses
@@ -120,17 +123,21 @@ def train(config: SequenceConfig, workdir) -> dict:
                               f"{test_set.x.shape[2]}; they must match")
         if test_set.y is None:
             test_set = None
+    if not 0.0 <= config.val_fraction < 1.0:
+        raise CnnlabError(f"val_fraction must be in [0, 1), got {config.val_fraction}")
     train_idx, val_idx = data.validation_split(y, config.val_fraction, config.seed)
-    if len(val_idx) == 0:
-        raise CnnlabError(f"val_fraction {config.val_fraction} leaves no validation sequences "
-                          f"({len(y)} training sequences); raise it")
+    if len(val_idx) < max(config.min_validation, 1):
+        train_idx, val_idx = np.arange(len(y)), np.arange(0)
     mean, std = data.channel_stats(train_set.take(train_idx))
     if test_set is not None:
         test_source = source(test_set, mean, std, encode(test_set.y, classes, "test data"))
     length = int(train_set.lengths.max())
     model = classifier(config, len(classes), length)
     rf = model.tcn(parent=None).receptive_field()
-    print(f"sequence TCN: {len(y)} training sequences ({len(val_idx)} held out for validation), "
+    held_out = (f"{len(val_idx)} held out for validation" if len(val_idx) else "no validation split "
+                f"({'val_fraction=0' if config.val_fraction == 0 else f'under min_validation={config.min_validation}'})"
+                ": the last weights are kept")
+    print(f"sequence TCN: {len(y)} training sequences ({held_out}), "
           f"{channels} channels, {len(classes)} classes, up to {length} steps; {model.num_blocks} {model.block} "
           f"blocks, dilations {model.tcn(parent=None).dilations()}, k={model.kernel_size}, receptive field (Eq. (66)) "
           f"{rf} steps")
@@ -144,7 +151,8 @@ def train(config: SequenceConfig, workdir) -> dict:
     results = engine.train_and_evaluate(
         train_config(config, len(train_idx)), workdir, model=model, loss_fn=Loss(config.grad, config.label_smoothing),
         metrics_fn=accuracy, inputs_fn=inputs, train_source=source(train_set.take(train_idx), mean, std, y[train_idx]),
-        val_source=source(train_set.take(val_idx), mean, std, y[val_idx]), test_source=test_source,
+        val_source=source(train_set.take(val_idx), mean, std, y[val_idx]) if len(val_idx) else None,
+        test_source=test_source,
         init_variables=unit_norm_init if config.init == "unit_norm" else None,
         task_config=task, extra_results={"receptive_field": rf, "num_blocks": model.num_blocks,
                                          "num_classes": len(classes), "train_sequences": len(train_idx),

@@ -26,7 +26,8 @@ and a ``TrainConfig``; ``train_and_evaluate`` does the rest:
 - a deterministic input pipeline: batch ``s`` is drawn from a permutation seeded by ``(seed, epoch)``
   (``train_indices``), so the pipeline position is the step saved in the checkpoint;
 - validation every ``eval_every`` steps; the weights best on ``select_metric`` (``select_mode`` "min" or
-  "max") are kept (§4.3) and used for the final validation and test numbers;
+  "max") are kept (§4.3) and used for the final validation and test numbers; without validation data
+  (``val_source=None``) the last weights are;
 - Orbax checkpoints every ``checkpoint_every`` steps and at the end (state, best weights, metadata), each
   with a CRC32 of every array, checked on restore (``checkpoint``): calling ``train_and_evaluate`` again
   with the same ``workdir`` resumes from the newest intact checkpoint and ends with the same result as an

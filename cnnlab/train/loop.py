@@ -172,7 +172,9 @@ def train_and_evaluate(config: TrainConfig, workdir, *, model, loss_fn, train_so
     Returns the results dict: ``steps``, ``best_step``, ``train_loss`` (mean over the last ``log_every``
     steps), ``precision`` (``config.precision``; the task built ``model`` with its dtype), ``val_<metric>`` and
     ``test_<metric>`` of the best weights, ``wall_seconds``,
-    ``examples_per_second`` (training steps only, compile excluded), ``devices``, and ``extra_results``;
+    ``examples_per_second`` (training steps only, compile excluded), ``devices``, and ``extra_results``.
+    ``val_source=None``: no validation; the weights kept (and tested) are the last ones, saved at every
+    checkpoint;
     ``diverged_at_step`` if the mean training loss or the validation loss became NaN or infinite (the run
     stops at that step, saves nothing from it on and reports the best weights before it).
     ``init_variables(variables) -> variables`` (optional) edits the fresh variables before training, e.g.
@@ -250,7 +252,7 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
                 timed_from, timed_steps = time.perf_counter(), 0
             else:
                 timed_steps += 1
-            is_eval = done % config.eval_every == 0 or done == config.steps
+            is_eval = val_source is not None and (done % config.eval_every == 0 or done == config.steps)
             is_save = done % config.checkpoint_every == 0 or done == config.steps
             if done % config.log_every == 0 or is_eval or is_save:
                 train_means = {k: float(np.mean(v)) for k, v in jax.device_get(jax.tree.map(
@@ -289,6 +291,9 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
                     say(f"step {done}: " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()))
                 timed_from = time.perf_counter()  # validation time is not training time
             if is_save:
+                if val_source is None:  # nothing to select on: the weights kept are the latest
+                    best = jax.tree.map(jnp.copy, _variables(state))
+                    meta["best_step"] = done
                 meta["wall_seconds"] += time.perf_counter() - began
                 began = time.perf_counter()
                 with _disk_errors(workdir, mngr):

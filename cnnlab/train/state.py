@@ -89,6 +89,9 @@ class TrainConfig:
             raise CnnlabError(f"TrainConfig: schedule must be 'piecewise' or 'cosine', got {self.schedule!r}")
         if self.precision not in PRECISIONS:
             raise CnnlabError(f"TrainConfig: precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if self.schedule == "cosine" and not 0 <= self.warmup_steps < self.steps:
+            raise CnnlabError(f"TrainConfig: warmup_steps must be in [0, steps) for the cosine schedule, got "
+                              f"{self.warmup_steps} with steps {self.steps}")
         if self.select_mode not in ("min", "max"):
             raise CnnlabError(f"TrainConfig: select_mode must be 'min' or 'max', got {self.select_mode!r}")
         object.__setattr__(self, "lr_boundaries", tuple(int(b) for b in self.lr_boundaries))
