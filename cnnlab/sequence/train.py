@@ -4,10 +4,9 @@ The task's own pieces: labels mapped to ``0..K-1`` (the class list is saved), op
 validation split of the training set for best-weights selection (§4.3, on validation loss) when it holds at
 least ``min_validation`` sequences (else, or with ``val_fraction = 0``, training on all of the training set
 and keeping the last weights: a loss on a few held-out sequences picks weights by noise), per-channel
-standardisation with the
-training split's statistics, the cross-entropy of Eq. (53)-(54) (optionally label-smoothed) and accuracy.
-``workdir/sequence.json`` holds what evaluation and prediction need: the config, the classes, the channel
-statistics and the model's size.
+standardisation with the training split's statistics, the cross-entropy of Eq. (53)-(54) (optionally
+label-smoothed) and accuracy. ``workdir/sequence.json`` holds what evaluation and prediction need: the
+config, the classes, the channel statistics and the model's size.
 """
 
 import dataclasses
@@ -134,9 +133,11 @@ def train(config: SequenceConfig, workdir) -> dict:
     length = int(train_set.lengths.max())
     model = classifier(config, len(classes), length)
     rf = model.tcn(parent=None).receptive_field()
-    held_out = (f"{len(val_idx)} held out for validation" if len(val_idx) else "no validation split "
-                f"({'val_fraction=0' if config.val_fraction == 0 else f'under min_validation={config.min_validation}'})"
-                ": the last weights are kept")
+    if len(val_idx):
+        held_out = f"{len(val_idx)} held out for validation"
+    else:
+        why = "val_fraction=0" if config.val_fraction == 0 else f"under min_validation={config.min_validation}"
+        held_out = f"no validation split ({why}): the last weights are kept"
     print(f"sequence TCN: {len(y)} training sequences ({held_out}), "
           f"{channels} channels, {len(classes)} classes, up to {length} steps; {model.num_blocks} {model.block} "
           f"blocks, dilations {model.tcn(parent=None).dilations()}, k={model.kernel_size}, receptive field (Eq. (66)) "
