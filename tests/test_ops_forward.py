@@ -29,7 +29,7 @@ def test_relu_gradient_at_zero_is_zero_like_jax_nn_relu():
     assert jax.grad(ops.relu)(0.0) == jax.grad(jax.nn.relu)(0.0) == 0.0
 
 
-@pytest.mark.parametrize("shape", [(3, 4, 5, 2), (6, 3)])
+@pytest.mark.parametrize("shape", [(3, 4, 5, 2), (4, 7, 3), (6, 3)])
 def test_batch_norm_matches_flax_batchnorm_and_returns_batch_statistics(shape):
     x = jnp.asarray(RNG.standard_normal(shape) * 3 + 1, jnp.float32)
     gamma, beta = jnp.asarray(RNG.standard_normal((2, shape[-1])), jnp.float32)
@@ -47,6 +47,26 @@ def test_batch_norm_matches_flax_batchnorm_and_returns_batch_statistics(shape):
                               {"mean": mean, "var": var}, momentum=0.9)
     np.testing.assert_allclose(running["mean"], updated["batch_stats"]["mean"], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(running["var"], updated["batch_stats"]["var"], rtol=1e-5)
+
+
+def test_batch_norm_with_a_mask_matches_flax_batchnorm_mask_and_ignores_the_padding():
+    x = jnp.asarray(RNG.standard_normal((3, 6, 2)) * 2 - 1, jnp.float32)
+    mask = jnp.asarray(np.arange(6)[None, :, None] >= np.array([0, 2, 5])[:, None, None], jnp.float32)
+    gamma, beta = jnp.asarray(RNG.standard_normal((2, 2)), jnp.float32)
+    y, mean, var = ops.batch_norm(x, gamma, beta, mask)
+    variables = {"params": {"scale": gamma, "bias": beta},
+                 "batch_stats": {"mean": jnp.zeros(2), "var": jnp.ones(2)}}
+    y_flax, _ = nn.BatchNorm(use_running_average=False, epsilon=1e-5).apply(variables, x, mask=mask,
+                                                                            mutable=["batch_stats"])
+    np.testing.assert_allclose(y, y_flax, rtol=1e-5, atol=1e-5)
+    real = np.asarray(x)[np.asarray(mask[..., 0]) > 0]  # [M, C]: the real steps only
+    np.testing.assert_allclose(mean, real.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, real.var(0), rtol=1e-5)
+    # Changing the padded entries changes their outputs only, not the statistics or the real outputs.
+    y2, mean2, _ = ops.batch_norm(jnp.where(mask > 0, x, 100.0), gamma, beta, mask)
+    np.testing.assert_allclose(mean2, mean, rtol=1e-6)
+    is_real = np.asarray(mask[..., 0]) > 0
+    np.testing.assert_allclose(np.asarray(y2)[is_real], np.asarray(y)[is_real], rtol=1e-6)
 
 
 def test_batch_norm_inference_matches_flax_batchnorm_with_running_average():

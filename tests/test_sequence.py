@@ -79,6 +79,57 @@ def test_stream_step_matches_the_model_on_every_prefix(readout):
         np.testing.assert_allclose(logits, whole, rtol=1e-5, atol=1e-5)
 
 
+def _norm_variables(model, x, mask, key):
+    """Initial variables with every parameter perturbed and running statistics (if any) away from (0, 1)."""
+    variables = model.init(jax.random.key(1), x, mask)
+    stats = jax.tree.map(lambda s: 0.5 + jax.random.uniform(key, s.shape), variables.get("batch_stats", {}))
+    return {"params": _perturbed(variables["params"], key), "batch_stats": stats}
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_normalised_left_padding_is_exact_in_training_and_inference(norm):
+    model = SequenceClassifier(3, "single", 2, channels=4, kernel_size=3, dropout=0.0, norm=norm)
+    alone = jax.random.normal(jax.random.key(0), (2, 7, 2))
+    ones = jnp.ones((2, 7, 1))
+    padded = jnp.concatenate([jnp.full((2, 5, 2), 9.0), alone], axis=1)  # non-zero padding: no leak allowed
+    mask = jnp.broadcast_to((jnp.arange(12) >= 5).astype(jnp.float32)[None, :, None], (2, 12, 1))
+    variables = _norm_variables(model, alone, ones, jax.random.key(2))
+    # Inference: batch norm's running statistics, an affine map per step; layer norm within each step.
+    np.testing.assert_allclose(model.apply(variables, padded, mask), model.apply(variables, alone, ones),
+                               rtol=1e-5, atol=1e-5)
+    # Training: the batch statistics of the real steps only, so the same outputs and the same updates.
+    out_padded, new_padded = model.apply(variables, padded, mask, train=True, mutable=["batch_stats"])
+    out_alone, new_alone = model.apply(variables, alone, ones, train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(out_padded, out_alone, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(new_padded), jax.tree.leaves(new_alone)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    if norm == "batch":  # batch statistics in training, running ones in inference
+        assert np.max(np.abs(out_alone - model.apply(variables, alone, ones))) > 1e-3
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_normalised_stream_step_matches_the_model_on_every_prefix(norm):
+    model = SequenceClassifier(2, "single", 2, channels=4, kernel_size=3, dropout=0.0, readout="mean", norm=norm)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    ones = jnp.ones((2, 5, 1))
+    variables = _norm_variables(model, x, ones, jax.random.key(2))
+    mean, std = np.zeros(3, np.float32), np.ones(3, np.float32)
+    run = predict.Run(model, variables["params"], SequenceConfig(norm=norm), np.array([0, 1]), mean, std, 3,
+                      variables["batch_stats"])
+    state = predict.stream_init(run, batch_size=2)
+    for t in range(5):
+        logits, state = predict.stream_step(run, state, x[:, t])
+        np.testing.assert_allclose(logits, model.apply(variables, x[:, :t + 1], ones[:, :t + 1]), rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_norm_is_a_one_line_error(tmp_path, capsys):
+    x, y, lengths = _synthetic(20, 0)
+    np.savez(tmp_path / "toy.npz", x=x, y=y, lengths=lengths)
+    assert cli.main(["train", "sequence", "--data", str(tmp_path / "toy.npz"), "--out", str(tmp_path / "run"),
+                     "--set", "norm=group"]) == 2
+    assert "cnnlab: error: norm must be one of ('none', 'batch', 'layer'), got 'group'" in capsys.readouterr().err
+
+
 def test_blocks_for_gives_the_fewest_blocks_covering_the_receptive_field():
     for length in (10, 24, 150, 1460):
         b = blocks_for(length, "single", 5, "exponential")
@@ -212,6 +263,9 @@ def test_train_eval_predict_round_trip_learns_the_dynamics(trained, capsys):
     import json
     results = json.loads((root / "run" / "results.json").read_text())
     assert results["test_accuracy"] >= 0.85  # chance is 0.5
+    # The default batch norm's running statistics were trained and saved, and evaluation uses them.
+    stats = predict.load_run(root / "run").batch_stats["tcn"]["ResidualBlock_0"]["norm1"]
+    assert np.all(np.asarray(stats["var"]) != 1.0)
     capsys.readouterr()
     assert cli.main(["eval", "sequence", "--checkpoint", str(root / "run"), "--data", str(root / "toy.npz")]) == 0
     evaluated = json.loads(capsys.readouterr().out)

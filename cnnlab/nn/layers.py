@@ -94,7 +94,8 @@ class Dense(nn.Module):
 
 
 class BatchNorm(nn.Module):
-    """Batch normalization, Eq. (34)–(37), backward Eq. (48)–(50). x: [N, H, W, C] or [N, C].
+    """Batch normalization, Eq. (34)–(37), backward Eq. (48)–(50). x: [N, H, W, C], [N, T, C] or [N, C]; ``mask``
+    (x's shape with a last axis of 1, or None) limits the batch statistics to the entries where it is 1.
 
     Training (``use_running_average=False``) normalises with the batch statistics and updates the running
     averages in ``batch_stats`` by Eq. (38)–(39) (call ``apply`` with ``mutable=["batch_stats"]``);
@@ -108,7 +109,7 @@ class BatchNorm(nn.Module):
     dtype: Any = None  # the output's; the statistics (batch and running) are float32 for any dtype
 
     @nn.compact
-    def __call__(self, x, use_running_average: bool | None = None):
+    def __call__(self, x, use_running_average: bool | None = None, mask=None):
         use_running_average = nn.merge_param("use_running_average", self.use_running_average,
                                              use_running_average)
         if self.dtype is not None:
@@ -121,7 +122,7 @@ class BatchNorm(nn.Module):
         var = self.variable("batch_stats", "var", jnp.ones, channels, stat_dtype)
         if use_running_average:
             return op("batch_norm_inference", self.grad)(x, scale, bias, mean.value, var.value, eps=self.eps)
-        y, batch_mean, batch_var = op("batch_norm", self.grad)(x, scale, bias, eps=self.eps)
+        y, batch_mean, batch_var = op("batch_norm", self.grad)(x, scale, bias, mask, eps=self.eps)
         # As Flax: init leaves the statistics at (0, 1); an apply without mutable=["batch_stats"] (e.g. a
         # gradient check) normalises with the batch statistics and leaves the averages alone.
         if not self.is_initializing() and self.is_mutable_collection("batch_stats"):

@@ -87,6 +87,16 @@ def normal_and_variance(*shapes):
     return make
 
 
+def normal_and_left_padding(*shapes):
+    """N(0, 1) inputs, then an integer mask [N, T, 1] (1 at real steps) of sequences left-padded to the first
+    shape's [N, T]: example i has T - i real steps (at least one)."""
+    def make(rng, dtype):
+        n, t = shapes[0][:2]
+        mask = (np.arange(t)[None, :] >= np.minimum(np.arange(n), t - 1)[:, None]).astype(np.int32)
+        return normal(*shapes)(rng, dtype) + (jnp.asarray(mask[..., None]),)
+    return make
+
+
 def logits_and_labels(shape):
     """Logits [..., K] from N(0, 2^2) and integer labels [...] in [0, K)."""
     def make(rng, dtype):
@@ -105,6 +115,8 @@ CASES = [
     Case("batch_norm", batch_norm, batch_norm_autodiff, normal((3, 4, 5, 2), (2,), (2,))),
     Case("batch_norm", batch_norm, batch_norm_autodiff, normal((6, 3), (3,), (3,))),
     Case("batch_norm", batch_norm, batch_norm_autodiff, normal((2, 1, 1, 3), (3,), (3,)), dict(eps=1e-3)),
+    Case("batch_norm", batch_norm, batch_norm_autodiff, normal((3, 5, 2), (2,), (2,))),
+    Case("batch_norm", batch_norm, batch_norm_autodiff, normal_and_left_padding((3, 5, 2), (2,), (2,))),
     Case("batch_norm_inference", batch_norm_inference, batch_norm_inference_autodiff,
          normal_and_variance((3, 4, 5, 2), (2,), (2,), (2,))),
     Case("batch_norm_inference", batch_norm_inference, batch_norm_inference_autodiff,

@@ -36,6 +36,7 @@ class Run:
     mean: np.ndarray
     std: np.ndarray
     in_channels: int
+    batch_stats: dict = dataclasses.field(default_factory=dict)  # running statistics of norm="batch"
 
 
 def load_run(workdir) -> Run:
@@ -49,9 +50,10 @@ def load_run(workdir) -> Run:
     model = classifier(config, len(meta["classes"]), meta["max_length"])
     c = meta["in_channels"]
     template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 2, c)), jnp.ones((1, 2, 1))))
-    variables, _ = engine.load_best_variables(workdir, {"params": template["params"], "batch_stats": {}})
+    variables, _ = engine.load_best_variables(workdir, {"params": template["params"],
+                                                        "batch_stats": template.get("batch_stats", {})})
     return Run(model, variables["params"], config, np.array(meta["classes"]), np.array(meta["mean"], np.float32),
-               np.array(meta["std"], np.float32), c)
+               np.array(meta["std"], np.float32), c, variables["batch_stats"])
 
 
 def _read(run: Run, path) -> data.Sequences:
@@ -70,7 +72,7 @@ def evaluate(workdir, path) -> dict:
         raise CnnlabError(f"{path}: no labels to evaluate against (use `cnnlab predict sequence`)")
     src = source(seqs, run.mean, run.std, encode(seqs.y, run.classes, str(path)))
     _, eval_step = engine.make_steps(run.model, Loss(run.config.grad), accuracy, inputs)
-    results = engine.evaluate(eval_step, {"params": run.params, "batch_stats": {}}, src, 64)
+    results = engine.evaluate(eval_step, {"params": run.params, "batch_stats": run.batch_stats}, src, 64)
     return {**results, "sequences": len(seqs.lengths)}
 
 
@@ -78,13 +80,14 @@ def predict(workdir, path) -> tuple[np.ndarray, np.ndarray]:
     """(predicted class labels [N], class probabilities [N, K]) for ``path`` (its test split if it has one)."""
     run = load_run(workdir)
     seqs = _read(run, path)
-    logits = _jitted_apply(run.model)(run.params, data.standardise(seqs, run.mean, run.std), seqs.mask)
+    logits = _jitted_apply(run.model)({"params": run.params, "batch_stats": run.batch_stats},
+                                      data.standardise(seqs, run.mean, run.std), seqs.mask)
     probs = np.asarray(jax.nn.softmax(logits, -1))
     return run.classes[probs.argmax(-1)], probs
 
 
 def _jitted_apply(model):
-    return jax.jit(lambda params, x, mask: model.apply({"params": params}, x, mask))
+    return jax.jit(lambda variables, x, mask: model.apply(variables, x, mask))
 
 
 def write_predictions(out, labels, probs, classes) -> None:
@@ -99,7 +102,8 @@ def write_predictions(out, labels, probs, classes) -> None:
 def stream_init(run: Run, batch_size: int = 1) -> dict:
     """The empty stream state for ``batch_size`` sequences that start together."""
     tcn = run.model.tcn(parent=None)
-    return {"cache": streaming.init_cache(tcn, run.params["tcn"], batch_size, run.in_channels),
+    return {"cache": streaming.init_cache(tcn, run.params["tcn"], batch_size, run.in_channels,
+                                          batch_stats=run.batch_stats.get("tcn")),
             "sum": jnp.zeros((batch_size, run.model.channels)), "count": jnp.zeros(())}
 
 
@@ -107,7 +111,8 @@ def stream_step(run: Run, state: dict, x_t) -> tuple[jax.Array, dict]:
     """Consume one raw (unstandardised) time step ``x_t: [N, C]``; return (logits ``[N, K]`` of the sequences
     so far, new state). Pure in ``state``; jit it with ``run`` closed over for speed."""
     x_t = (jnp.asarray(x_t, jnp.float32) - run.mean) / run.std
-    features, cache = streaming.step(run.model.tcn(parent=None), run.params["tcn"], state["cache"], x_t)
+    features, cache = streaming.step(run.model.tcn(parent=None), run.params["tcn"], state["cache"], x_t,
+                                     run.batch_stats.get("tcn"))
     state = {"cache": cache, "sum": state["sum"] + features, "count": state["count"] + 1}
     if run.model.readout == "mean":
         features = state["sum"] / state["count"]

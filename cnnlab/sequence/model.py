@@ -20,7 +20,7 @@ from flax import linen as nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.nn import Dense
-from cnnlab.tcn.model import TemporalConvNet
+from cnnlab.tcn.model import NORMS, TemporalConvNet
 from cnnlab.train.state import compute_dtype
 from cnnlab.tcn.receptive_field import tcn_receptive_field
 
@@ -40,11 +40,13 @@ class SequenceClassifier(nn.Module):
     crop: float = 1.0  # training only: random windows of at least this fraction of each sequence
     grad: str = "custom"
     dtype: Any = None  # compute dtype of every layer (cnnlab.nn.layers); None: the input's
+    norm: str = "none"  # "batch": a batch normalization after every convolution (cnnlab.tcn.model)
 
     def tcn(self, **kwargs) -> TemporalConvNet:
-        """The feature network; called outside ``__call__`` it is a free module for ``params["tcn"]``."""
+        """The feature network; called outside ``__call__`` it is a free module for ``params["tcn"]`` (and
+        ``batch_stats["tcn"]``)."""
         return TemporalConvNet(self.block, self.num_blocks, self.channels, self.kernel_size, self.dropout,
-                               self.dilation, grad=self.grad, dtype=self.dtype, **kwargs)
+                               self.dilation, grad=self.grad, dtype=self.dtype, norm=self.norm, **kwargs)
 
     def window(self, mask):
         """``mask`` [N, T, 1] cut to one random window per sequence (see the module docstring), drawn from the
@@ -90,6 +92,8 @@ def classifier(config, num_classes: int, length: int) -> SequenceClassifier:
                           f"got {config.crop}")
     num_blocks = config.num_blocks or blocks_for(config.receptive_field or length, config.block,
                                                  config.kernel_size, config.dilation)
+    if config.norm not in NORMS:
+        raise CnnlabError(f"norm must be one of {NORMS}, got {config.norm!r}")
     return SequenceClassifier(num_classes, config.block, num_blocks, config.channels, config.kernel_size,
                               config.dilation, config.dropout, config.readout, config.crop, config.grad,
-                              compute_dtype(config.precision))
+                              compute_dtype(config.precision), config.norm)

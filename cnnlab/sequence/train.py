@@ -64,7 +64,7 @@ def unit_norm_init(variables):
     plateau for hundreds of steps (docs/results.md)."""
     def rescale(path, leaf):
         names = [getattr(k, "key", "") for k in path]
-        if names[-1] == "scale":
+        if names[-1] == "scale" and names[-2].startswith("conv"):  # g, not a batch norm's gamma (already 1)
             return jnp.ones_like(leaf)
         if names[-2:] == ["skip", "kernel"]:
             return leaf / 0.01 / np.sqrt(leaf.shape[0] * leaf.shape[1])

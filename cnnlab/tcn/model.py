@@ -18,6 +18,13 @@ steps. A sequence left-padded to length ``T`` then gives, at its real steps, exa
 a causal convolution sees the left padding of its own input as zeros, but after one layer the padded steps
 hold ``relu(bias)`` and the residual sums, not zeros, so masking the network input alone is not enough.
 
+``norm`` (not in §6; an option of ``cnnlab train sequence``) puts a normalization between every convolution
+and its ReLU. ``"batch"``: batch normalization (Eq. (34)-(37)), as FCN/ResNet time-series classifiers use; its
+training statistics run over the real steps only (the mask), and at inference it is the affine map of the
+running statistics, the same at every step. ``"layer"``: layer normalization over the channels of each
+step of each sequence (``GroupNorm`` with one group on ``[N*T, C]``), the same in training and inference.
+Both keep masking and streaming exact.
+
 ``dtype`` is the compute dtype of every layer (``cnnlab.nn.layers``; e.g. ``jnp.bfloat16``); the parameters
 stay float32. None: the input's dtype.
 """
@@ -26,9 +33,11 @@ from typing import Any
 
 from flax import linen as nn
 
-from cnnlab.nn import Dense, Dropout, op
+from cnnlab.nn import BatchNorm, Dense, Dropout, GroupNorm, op
 from cnnlab.nn.conv1d import Conv1D
 from cnnlab.tcn.receptive_field import CONVS_PER_BLOCK, block_dilations, tcn_receptive_field
+
+NORMS = ("none", "batch", "layer")
 
 
 class ResidualBlock(nn.Module):
@@ -41,6 +50,7 @@ class ResidualBlock(nn.Module):
     padding: str = "left"
     grad: str = "custom"
     dtype: Any = None
+    norm: str = "none"  # or "batch", "layer" (module docstring)
 
     @nn.compact
     def __call__(self, x, first=None, mask=None, *, train: bool = False, decode: bool = False):
@@ -51,6 +61,13 @@ class ResidualBlock(nn.Module):
                 h = h * mask.astype(h.dtype)
             h = Conv1D(self.channels, self.kernel_size, self.dilation, self.padding, grad=self.grad,
                        dtype=self.dtype, name=f"conv{i}")(h, decode=decode)
+            if self.norm == "batch":
+                h = BatchNorm(grad=self.grad, dtype=self.dtype, name=f"norm{i}")(
+                    h, use_running_average=not train, mask=None if mask is None else mask.astype(h.dtype))
+            elif self.norm == "layer":
+                n, t, c = h.shape
+                h = GroupNorm(num_groups=1, grad=self.grad, dtype=self.dtype, name=f"norm{i}")(
+                    h.reshape(n * t, c)).reshape(n, t, c)
             return Dropout(self.dropout, deterministic=not train)(relu(h))
 
         skip = x
@@ -87,6 +104,7 @@ class TemporalConvNet(nn.Module):
     padding: str = "left"
     grad: str = "custom"
     dtype: Any = None
+    norm: str = "none"  # "none", "batch" or "layer": a normalization after every convolution (module docstring)
 
     def dilations(self) -> tuple[int, ...]:
         """The dilation of each block."""
@@ -103,13 +121,15 @@ class TemporalConvNet(nn.Module):
                              f"got {self.block!r}")
         if x.ndim != 3:
             raise ValueError(f"TemporalConvNet: x must be [N, T, C_in], got shape {x.shape}")
+        if self.norm not in NORMS:
+            raise ValueError(f"TemporalConvNet: norm must be one of {NORMS}, got {self.norm!r}")
         if self.dtype is not None:
             x = x.astype(self.dtype)
         first = None
         for d in self.dilations():
             x, first = ResidualBlock(self.block, self.channels, self.kernel_size, d, self.dropout,
-                                     self.padding, self.grad, self.dtype)(x, first, mask, train=train,
-                                                                           decode=decode)
+                                     self.padding, self.grad, self.dtype, self.norm)(x, first, mask, train=train,
+                                                                                     decode=decode)
         return x
 
 

@@ -16,14 +16,19 @@ import jax
 import jax.numpy as jnp
 
 
-def init_cache(model, params, batch_size: int, in_channels: int, dtype=jnp.float32):
-    """The empty cache (every ring buffer zero, every index 0) for ``batch_size`` sequences: a pytree."""
+def _variables(params, batch_stats):
+    return {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+
+
+def init_cache(model, params, batch_size: int, in_channels: int, dtype=jnp.float32, batch_stats=None):
+    """The empty cache (every ring buffer zero, every index 0) for ``batch_size`` sequences: a pytree.
+    ``batch_stats``: the running statistics of a model with batch normalization (``norm="batch"``)."""
     x = jnp.zeros((batch_size, 1, in_channels), dtype)
-    _, variables = model.apply({"params": params}, x, decode=True, mutable=["cache"])
+    _, variables = model.apply(_variables(params, batch_stats), x, decode=True, mutable=["cache"])
     return variables["cache"]
 
 
-def step(model, params, cache, x_t):
+def step(model, params, cache, x_t, batch_stats=None):
     """Consume one time step ``x_t: [N, C_in]``; return ``(y_t, new_cache)``.
 
     ``y_t`` is the model's output for step ``t``: logits ``[N, num_classes]`` for a ``TCN``, features
@@ -31,7 +36,7 @@ def step(model, params, cache, x_t):
     """
     if x_t.ndim != 2:
         raise ValueError(f"step: x_t must be one time step [N, C_in], got shape {x_t.shape}")
-    y, variables = model.apply({"params": params, "cache": cache}, x_t[:, None], decode=True,
+    y, variables = model.apply({**_variables(params, batch_stats), "cache": cache}, x_t[:, None], decode=True,
                                mutable=["cache"])
     return (y[:, 0] if y.ndim == 3 else y), variables["cache"]
 
