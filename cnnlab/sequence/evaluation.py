@@ -79,7 +79,11 @@ def evaluate(workdir, path) -> dict:
 def predict(workdir, path) -> tuple[np.ndarray, np.ndarray]:
     """(predicted class labels [N], class probabilities [N, K]) for ``path`` (its test split if it has one)."""
     run = load_run(workdir)
-    seqs = _read(run, path)
+    return predict_sequences(run, _read(run, path))
+
+
+def predict_sequences(run: Run, seqs: data.Sequences) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class labels [N], class probabilities [N, K]) for raw sequences (``cnnlab.sequence.data``)."""
     logits = _jitted_apply(run.model)({"params": run.params, "batch_stats": run.batch_stats},
                                       data.standardise(seqs, run.mean, run.std), seqs.mask)
     probs = np.asarray(jax.nn.softmax(logits, -1))
