@@ -24,7 +24,7 @@ class SequenceConfig:
     num_blocks: int | None = None   # None: the fewest blocks whose receptive field covers receptive_field
     receptive_field: int | None = None  # None: the longest training sequence
     dropout: float = 0.1
-    norm: str = "batch"             # batch normalization after every convolution (cnnlab.tcn.model), or "none"
+    norm: str = "batch"             # after every convolution: "batch", "layer" or "none" (cnnlab.tcn.model)
     readout: str = "mean"           # "mean" of the features over the real steps, or the "last" step's
     crop: float = 1.0               # < 1: train on random windows of >= crop of each sequence (model.py)
     grad: str = "custom"

@@ -84,6 +84,8 @@ def predict(workdir, path) -> tuple[np.ndarray, np.ndarray]:
 
 def predict_sequences(run: Run, seqs: data.Sequences) -> tuple[np.ndarray, np.ndarray]:
     """(predicted class labels [N], class probabilities [N, K]) for raw sequences (``cnnlab.sequence.data``)."""
+    if seqs.x.shape[2] != run.in_channels:
+        raise CnnlabError(f"{seqs.x.shape[2]} channels, but the model was trained on {run.in_channels}")
     logits = _jitted_apply(run.model)({"params": run.params, "batch_stats": run.batch_stats},
                                       data.standardise(seqs, run.mean, run.std), seqs.mask)
     probs = np.asarray(jax.nn.softmax(logits, -1))

@@ -40,7 +40,7 @@ class SequenceClassifier(nn.Module):
     crop: float = 1.0  # training only: random windows of at least this fraction of each sequence
     grad: str = "custom"
     dtype: Any = None  # compute dtype of every layer (cnnlab.nn.layers); None: the input's
-    norm: str = "none"  # "batch": a batch normalization after every convolution (cnnlab.tcn.model)
+    norm: str = "none"  # "batch" or "layer": a normalization after every convolution (cnnlab.tcn.model)
 
     def tcn(self, **kwargs) -> TemporalConvNet:
         """The feature network; called outside ``__call__`` it is a free module for ``params["tcn"]`` (and

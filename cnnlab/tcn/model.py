@@ -63,7 +63,7 @@ class ResidualBlock(nn.Module):
                        dtype=self.dtype, name=f"conv{i}")(h, decode=decode)
             if self.norm == "batch":
                 h = BatchNorm(grad=self.grad, dtype=self.dtype, name=f"norm{i}")(
-                    h, use_running_average=not train, mask=None if mask is None else mask.astype(h.dtype))
+                    h, use_running_average=not train, mask=mask)
             elif self.norm == "layer":
                 n, t, c = h.shape
                 h = GroupNorm(num_groups=1, grad=self.grad, dtype=self.dtype, name=f"norm{i}")(
