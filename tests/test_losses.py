@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from cnnlab.ops import binary_cross_entropy, focal_loss, smooth_l1
@@ -104,3 +105,22 @@ def test_losses_reject_bad_arguments():
         focal_loss(jnp.zeros(3), jnp.zeros(3), gamma=-1.0)
     with pytest.raises(ValueError, match="smooth_l1: beta"):
         smooth_l1(jnp.zeros(3), beta=0.0)
+
+
+@pytest.mark.parametrize("grad", ["custom", "autodiff"])
+def test_label_smoothed_classification_loss_equals_optax_on_smoothed_targets(grad):
+    from cnnlab.errors import CnnlabError
+    from cnnlab.train.tasks import ClassificationLoss
+
+    logits = jnp.asarray(np.random.default_rng(0).normal(0, 3, (5, 7)), jnp.float32)
+    labels = jnp.array([0, 6, 3, 3, 1])
+    loss = ClassificationLoss(grad, smoothing=0.1)
+    expected = optax.softmax_cross_entropy(logits, optax.smooth_labels(jax.nn.one_hot(labels, 7), 0.1))
+    np.testing.assert_allclose(loss(logits, {"y": labels}), expected, rtol=1e-5, atol=1e-6)
+    got, want = (jax.grad(lambda z, f=f: jnp.sum(f(z)))(logits) for f in
+                 (lambda z: loss(z, {"y": labels}),
+                  lambda z: optax.softmax_cross_entropy(z, optax.smooth_labels(jax.nn.one_hot(labels, 7), 0.1))))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert ClassificationLoss(grad, 0.1) == loss and ClassificationLoss(grad) != loss
+    with pytest.raises(CnnlabError, match=r"label smoothing must be in \[0, 1\)"):
+        ClassificationLoss(grad, smoothing=1.0)

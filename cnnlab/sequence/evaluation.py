@@ -22,8 +22,8 @@ from cnnlab.nn import Dense
 from cnnlab.sequence import data
 from cnnlab.sequence.config import SequenceConfig
 from cnnlab.sequence.model import SequenceClassifier, classifier
-from cnnlab.sequence.train import RUN_FILE, Loss, encode, inputs, source
-from cnnlab.train.tasks import accuracy
+from cnnlab.sequence.train import RUN_FILE, encode, inputs, source
+from cnnlab.train.tasks import ClassificationLoss, accuracy
 from cnnlab.tcn import streaming
 
 
@@ -71,7 +71,7 @@ def evaluate(workdir, path) -> dict:
     if seqs.y is None:
         raise CnnlabError(f"{path}: no labels to evaluate against (use `cnnlab predict sequence`)")
     src = source(seqs, run.mean, run.std, encode(seqs.y, run.classes, str(path)))
-    _, eval_step = engine.make_steps(run.model, Loss(run.config.grad), accuracy, inputs)
+    _, eval_step = engine.make_steps(run.model, ClassificationLoss(run.config.grad), accuracy, inputs)
     results = engine.evaluate(eval_step, {"params": run.params, "batch_stats": run.batch_stats}, src, 64)
     return {**results, "sequences": len(seqs.lengths)}
 

@@ -19,11 +19,10 @@ import numpy as np
 
 from cnnlab import train as engine
 from cnnlab.errors import CnnlabError
-from cnnlab.nn import op
 from cnnlab.sequence import data
 from cnnlab.sequence.config import SequenceConfig
 from cnnlab.sequence.model import classifier
-from cnnlab.train.tasks import accuracy
+from cnnlab.train.tasks import ClassificationLoss, accuracy
 from cnnlab.train.workdir import atomic_write_text
 
 RUN_FILE = "sequence.json"
@@ -31,30 +30,6 @@ RUN_FILE = "sequence.json"
 
 def inputs(batch):
     return batch["x"], batch["mask"]
-
-
-class Loss:
-    """Per-example cross-entropy, ``(1 - s) CE(y) + s * mean_k CE(k)`` with label smoothing ``s``.
-
-    A class with value equality, so that two runs with the same settings share the engine's compiled steps.
-    """
-
-    def __init__(self, grad: str, smoothing: float = 0.0):
-        self.grad, self.smoothing = grad, smoothing
-
-    def __eq__(self, other):
-        return isinstance(other, Loss) and (self.grad, self.smoothing) == (other.grad, other.smoothing)
-
-    def __hash__(self):
-        return hash((Loss, self.grad, self.smoothing))
-
-    def __call__(self, logits, batch):
-        logits = logits.astype(jnp.float32)  # the loss is float32 under either precision
-        loss = op("cross_entropy", self.grad)(logits, batch["y"])
-        if self.smoothing:
-            uniform = jax.nn.logsumexp(logits, axis=-1) - jnp.mean(logits, axis=-1)  # mean_k -log softmax_k
-            loss = (1.0 - self.smoothing) * loss + self.smoothing * uniform
-        return loss
 
 
 def unit_norm_init(variables):
@@ -149,8 +124,9 @@ def train(config: SequenceConfig, workdir) -> dict:
     atomic_write_text(workdir / RUN_FILE, json.dumps(run, indent=1) + "\n")
     task = {"task": "sequence", **{k: v for k, v in run.items() if k != "config"},
             **{k: v for k, v in run["config"].items() if k != "progress"}}
+    loss = ClassificationLoss(config.grad, config.label_smoothing)
     results = engine.train_and_evaluate(
-        train_config(config, len(train_idx)), workdir, model=model, loss_fn=Loss(config.grad, config.label_smoothing),
+        train_config(config, len(train_idx)), workdir, model=model, loss_fn=loss,
         metrics_fn=accuracy, inputs_fn=inputs, train_source=source(train_set.take(train_idx), mean, std, y[train_idx]),
         val_source=source(train_set.take(val_idx), mean, std, y[val_idx]) if len(val_idx) else None,
         test_source=test_source,

@@ -30,6 +30,7 @@ class SeqMnistConfig(TrainConfig):
     permuted: bool = False            # PMNIST: one fixed pixel permutation (§6.3.2)
     permutation_seed: int = PERMUTATION_SEED
     train_examples: int | None = None  # train on the first N sequences only (quick runs)
+    label_smoothing: float = 0.0      # not in the paper (cnnlab.train.tasks.ClassificationLoss)
     steps: int = 100_000
     batch_size: int = 100
     learning_rate: float = 0.001
@@ -49,6 +50,8 @@ class SeqMnistConfig(TrainConfig):
         if isinstance(self.dilation, str) and self.dilation not in ("linear", "exponential"):
             raise ValueError(f"SeqMnistConfig: dilation must be linear, exponential or a tuple of ints, "
                              f"got {self.dilation!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"SeqMnistConfig: label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
     @property
     def blocks(self) -> int:

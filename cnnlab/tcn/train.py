@@ -1,8 +1,9 @@
 """Training the TCN on Sequential / Permuted MNIST with the cnnlab engine (§6.3.3).
 
 The task's own pieces: pixels normalised inside ``jit`` (uint8 travels to the device) and the model; the
-loss is the cross-entropy of the prediction at the last time step (§6.3.3, following [33]) and the best
-weights are picked on validation accuracy (``cnnlab.train.tasks``). ``train(config, workdir)`` trains;
+loss is the cross-entropy of the prediction at the last time step (§6.3.3, following [33]; optionally
+label-smoothed, not in the paper) and the best weights are picked on validation accuracy
+(``cnnlab.train.tasks``). ``train(config, workdir)`` trains;
 ``evaluate(workdir)`` scores a run's best weights again.
 """
 
@@ -46,10 +47,11 @@ def train(config: SeqMnistConfig, workdir, *, data_dir=None) -> dict:
     data = sources(config, data_dir)
     params = tasks.variables_template(model, *EXAMPLE)["params"]
     task = tasks.task_settings(config, TASK)
+    loss = tasks.ClassificationLoss(config.grad, config.label_smoothing)
     return engine.train_and_evaluate(
-        tasks.engine_config(config), workdir, model=model, loss_fn=tasks.CLASSIFICATION_LOSSES[config.grad],
-        metrics_fn=tasks.accuracy, inputs_fn=inputs, train_source=data["train"], val_source=data["val"],
-        test_source=data["test"], task_config=task,
+        tasks.engine_config(config), workdir, model=model, loss_fn=loss, metrics_fn=tasks.accuracy,
+        inputs_fn=inputs, train_source=data["train"], val_source=data["val"], test_source=data["test"],
+        task_config=task,
         extra_results={**task, "num_blocks": model.num_blocks, "receptive_field": model.receptive_field(),
                        "num_params": int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))})
 

@@ -4,7 +4,6 @@ reading a run folder back.
 """
 
 import dataclasses
-import functools
 import json
 from pathlib import Path
 
@@ -40,12 +39,36 @@ def shorten(config, steps: int):
                                checkpoint_every=min(steps, scale(config.checkpoint_every)))
 
 
-def _cross_entropy(logits, batch, grad):
-    return op("cross_entropy", grad)(logits, batch["y"])
+class ClassificationLoss:
+    """Per-example cross-entropy of Eq. (53)-(54) through ``ops.cross_entropy`` (or its autodiff twin), with
+    label smoothing ``s``: ``(1 - s) CE(y) + s * mean_k CE(k)``, the cross-entropy against the target
+    ``(1 - s) one_hot(y) + s / K`` (Szegedy et al. 2016; not in the paper).
+
+    A class with value equality, so that two runs with the same settings share the engine's compiled steps.
+    """
+
+    def __init__(self, grad: str, smoothing: float = 0.0):
+        if not 0.0 <= smoothing < 1.0:
+            raise CnnlabError(f"label smoothing must be in [0, 1), got {smoothing}")
+        self.grad, self.smoothing = grad, float(smoothing)
+
+    def __eq__(self, other):
+        return isinstance(other, ClassificationLoss) and (self.grad, self.smoothing) == (other.grad, other.smoothing)
+
+    def __hash__(self):
+        return hash((ClassificationLoss, self.grad, self.smoothing))
+
+    def __call__(self, logits, batch):
+        loss = op("cross_entropy", self.grad)(logits, batch["y"])
+        if self.smoothing:
+            logits = logits.astype(jnp.float32)
+            uniform = jax.nn.logsumexp(logits, axis=-1) - jnp.mean(logits, axis=-1)  # mean_k -log softmax_k
+            loss = (1.0 - self.smoothing) * loss + self.smoothing * uniform
+        return loss
 
 
-# Eq. (53)-(54) through ops.cross_entropy (or its autodiff twin); one object per mode: compiles are reused.
-CLASSIFICATION_LOSSES = {grad: functools.partial(_cross_entropy, grad=grad) for grad in GRADS}
+# Without smoothing, one object per gradient mode.
+CLASSIFICATION_LOSSES = {grad: ClassificationLoss(grad) for grad in GRADS}
 
 
 def accuracy(logits, batch):
