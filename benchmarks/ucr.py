@@ -66,7 +66,8 @@ def main(argv=None):
     parser.add_argument("--datasets", help="comma-separated names (default: every bundled one)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a SequenceConfig field for every dataset (development only)")
-    parser.add_argument("--seeds", type=int, default=1, help="TCN seeds per dataset (mean reported)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="TCN seeds per dataset, counting from --set seed=S (default 0); mean reported")
     parser.add_argument("--no-peers", action="store_true", help="TCN only")
     args = parser.parse_args(argv)
 
@@ -89,7 +90,7 @@ def main(argv=None):
     rows = []
     for name in names:
         path = datasets[name]
-        runs = [run_tcn(config, path, seed) for seed in range(args.seeds)]
+        runs = [run_tcn(config, path, seed) for seed in range(config.seed, config.seed + args.seeds)]
         row = {"dataset": name, "tcn": float(np.mean([r[0] for r in runs])),
                "tcn_val": float(np.mean([r[2].get("val_accuracy", np.nan) for r in runs])),
                "tcn_s": float(np.mean([r[1] for r in runs]))}
