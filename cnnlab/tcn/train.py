@@ -3,8 +3,8 @@
 The task's own pieces: pixels normalised inside ``jit`` (uint8 travels to the device) and the model; the
 loss is the cross-entropy of the prediction at the last time step (§6.3.3, following [33]; optionally
 label-smoothed, not in the paper) and the best weights are picked on validation accuracy
-(``cnnlab.train.tasks``). ``train(config, workdir)`` trains;
-``evaluate(workdir)`` scores a run's best weights again.
+(``cnnlab.train.tasks``). ``train(config, workdir)`` trains; ``evaluate(workdir)`` scores a run's best weights
+again.
 """
 
 import jax
