@@ -190,8 +190,17 @@ def add_common_flags(parser) -> None:
     parser.add_argument("--learning-rate", "--lr", type=float, default=None, dest="learning_rate",
                         help="initial learning rate")
     parser.add_argument("--eval-every", type=int, default=None, help="validate and checkpoint every N steps")
+    add_time_budget_flag(parser)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_time_budget_flag(parser) -> None:
+    """``--time-budget MINUTES``, the ``time_budget`` field (``cnnlab.train.TrainConfig``)."""
+    parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                        help="end the run after about this many minutes on this machine, compilation and "
+                             "evaluation included: the cosine schedule is fitted to it after the warm-up, "
+                             "--steps is then the most steps (cosine schedules only, e.g. --schedule fast)")
 
 
 def add_precision_flag(parser) -> None:
@@ -207,7 +216,8 @@ def common_shorthands(args) -> dict:
     """``{field: value}`` of the flags of ``add_common_flags`` (None: not given)."""
     return {"grad": args.grad, "precision": args.precision, "steps": args.steps, "batch_size": args.batch_size,
             "learning_rate": args.learning_rate, "eval_every": args.eval_every,
-            "checkpoint_every": args.eval_every, "seed": args.seed, "progress": False if args.no_progress else None}
+            "checkpoint_every": args.eval_every, "seed": args.seed, "time_budget": args.time_budget,
+            "progress": False if args.no_progress else None}
 
 
 def from_args(task: str, args, shorthands: dict, shorten=None):

@@ -125,9 +125,12 @@ def _run_of_another_configuration(tmp_path):
     (lambda p: ["eval", "caption", "--checkpoint", str(p)], r"is not a training run folder"),
     (_malformed_wider_prediction, r"img_a\.txt:2: box count must be an integer, got 'two'"),
     (_run_of_another_configuration, r"holds a run with another configuration"),
+    (lambda p: ["train", "seqmnist", "--time-budget", "30", "--out", str(p)], r"time_budget needs schedule='cosine'"),
+    (lambda p: ["train", "mnist", "--set", "schedule=cosine", "--set", "warmup_steps=10", "--time-budget", "-1",
+                "--out", str(p)], r"time_budget must be a positive number of minutes"),
 ], ids=["unknown-config", "unknown-key", "sequence-bad-value", "truncated-idx", "missing-checkpoint",
         "seqmnist-checkpoint", "facedet-checkpoint", "caption-checkpoint", "malformed-wider-line",
-        "other-configuration"])
+        "other-configuration", "budget-without-cosine", "negative-budget"])
 def test_expected_failures_print_one_error_line_and_exit_2(make_argv, message, tmp_path, capsys):
     argv = make_argv(tmp_path)
     assert cli.main(argv) == 2

@@ -9,7 +9,7 @@ def config_from_args(args):
     """``--config`` (default ``default``), then the named flags, then ``--set key=value`` overrides."""
     flags = {"data": args.data, "steps": args.steps, "num_blocks": args.num_blocks,
              "receptive_field": args.receptive_field, "seed": args.seed, "precision": args.precision,
-             "progress": False if args.no_progress else None}
+             "time_budget": args.time_budget, "progress": False if args.no_progress else None}
     return configs.from_args("sequence", args, flags, shorten=shorten)
 
 
@@ -50,6 +50,7 @@ def add_parsers(commands, train, evaluate) -> None:
     p.add_argument("--num-blocks", type=int, help="TCN blocks (default: the fewest covering the receptive field)")
     p.add_argument("--seed", type=int)
     configs.add_precision_flag(p)
+    configs.add_time_budget_flag(p)
     configs.add_arguments(p, "sequence")  # --config, --set KEY=VALUE (any SequenceConfig field)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=train_main)

@@ -38,6 +38,7 @@ class SequenceConfig:
     grad_clip_norm: float | None = 1.0
     label_smoothing: float = 0.0
     precision: str = "float32"      # or "bfloat16" (mixed precision, cnnlab.train.TrainConfig)
+    time_budget: float | None = None  # minutes: steps is then the most (cnnlab.train.TrainConfig)
     val_fraction: float = 0.2       # of every class held out, the best-on-validation weights kept ...
     min_validation: int = 50        # ... if that is at least this many sequences; else (or with val_fraction
                                     # 0) train on all of them and keep the last weights (docs/results.md)

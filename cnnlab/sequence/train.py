@@ -69,7 +69,8 @@ def train_config(config: SequenceConfig, num_train: int) -> engine.TrainConfig:
     return engine.TrainConfig(
         steps=config.steps, batch_size=min(config.batch_size, num_train), learning_rate=config.learning_rate,
         optimizer="adamw", weight_decay=config.weight_decay, schedule="cosine", warmup_steps=config.warmup_steps,
-        grad_clip_norm=config.grad_clip_norm, precision=config.precision, eval_every=config.eval_every,
+        grad_clip_norm=config.grad_clip_norm, precision=config.precision, time_budget=config.time_budget,
+        eval_every=config.eval_every,
         checkpoint_every=max(config.eval_every, config.steps // 4), eval_batch_size=64,
         log_every=min(50, config.eval_every), select_metric="loss", select_mode="min", seed=config.seed,
         progress=config.progress)

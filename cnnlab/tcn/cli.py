@@ -48,7 +48,9 @@ def train_main(args) -> int:
     model = make_model(config)
     print(f"TCN {config.block}: {model.num_blocks} blocks, dilations {model.dilations()}, k={model.kernel_size}, "
           f"{model.channels} channels, padding {model.padding}; receptive field (Eq. (66)) "
-          f"{model.receptive_field()} steps; {'PMNIST' if config.permuted else 'SeqMNIST'}, {config.steps} steps")
+          f"{model.receptive_field()} steps; {'PMNIST' if config.permuted else 'SeqMNIST'}, "
+          + (f"{config.steps} steps" if config.time_budget is None
+             else f"at most {config.steps} steps in about {config.time_budget:g} minutes"))
     print(json.dumps(train(config, args.out, data_dir=args.data_dir), indent=1))
     return 0
 
@@ -71,7 +73,8 @@ def add_train_parser(train_commands) -> None:
     p.add_argument("--schedule", choices=("paper", "scaled", "fast"), default="paper",
                    help="paper: §6.3.3's fixed boundaries; scaled (with --steps): decays at the same fractions "
                         "of --steps (cnnlab.tcn.config.scaled_schedule); fast: not the paper's, AdamW 1.6e-2 + "
-                        "warm-up + cosine + clipping, no dropout, default 6 000 steps (fast_schedule)")
+                        "warm-up + cosine + clipping, no dropout, default 6 000 steps (fast_schedule), or as many "
+                        "of them as fit --time-budget MINUTES")
     p.add_argument("--grad-clip", type=float, metavar="NORM",
                    help="clip the gradient to this global norm (not in the paper; off by default)")
     p.add_argument("--microbatch", type=int, metavar="N",

@@ -10,6 +10,7 @@ A task supplies the pieces that are its own:
 """
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import json
@@ -28,7 +29,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.train import checkpoint
 from cnnlab.train.logs import MetricsLog, plot_curves
 from cnnlab.train.pipeline import eval_indices, train_indices
-from cnnlab.train.state import TrainConfig, create_train_state, learning_rate_schedule
+from cnnlab.train.state import TrainConfig, create_train_state, learning_rate_schedule, make_optimizer
 from cnnlab.train.workdir import RunLock, atomic_write_text, check_run_config, split_config
 
 
@@ -149,6 +150,69 @@ def evaluate(eval_step, variables, source, batch_size: int, mesh=None) -> dict:
     return {k: float(v / totals["count"]) for k, v in totals.items() if k != "count"}
 
 
+def steps_within_budget(seconds_left: float, done: int, most: int, step_seconds: float, eval_every: int | None,
+                        eval_seconds: float, final_seconds: float) -> int:
+    """The most steps ``n`` (``done < n <= most``) whose remaining work fits ``seconds_left``: ``n - done``
+    training steps of ``step_seconds``, a validation of ``eval_seconds`` at every multiple of ``eval_every``
+    after ``done`` and at step ``n`` (``eval_every=None``: no validation), and ``final_seconds`` for the final
+    evaluation. ``done + 1`` if even that does not fit."""
+    def cost(n):
+        evals = 0 if eval_every is None else n // eval_every - done // eval_every + (n % eval_every != 0)
+        return (n - done) * step_seconds + evals * eval_seconds + final_seconds
+
+    lo, hi = done + 1, most  # cost grows with n: the largest n with cost(n) <= seconds_left, by bisection
+    if hi <= lo or cost(hi) <= seconds_left:
+        return max(hi, lo)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if cost(mid) <= seconds_left else (lo, mid - 1)
+    return lo
+
+
+class _Prefix:
+    """The first ``n`` examples of ``source``."""
+
+    def __init__(self, source, n):
+        self.source, self.n = source, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, indices):
+        return self.source[indices]
+
+
+def _evaluation_seconds(eval_step, variables, source, batch_size, mesh) -> float:
+    """Seconds one ``evaluate`` of all of ``source`` takes, timed on (at most) two batches after one that
+    compiles."""
+    evaluate(eval_step, variables, _Prefix(source, min(len(source), batch_size)), batch_size, mesh)
+    n = min(len(source), 2 * batch_size)
+    began = time.perf_counter()
+    evaluate(eval_step, variables, _Prefix(source, n), batch_size, mesh)
+    return (time.perf_counter() - began) * len(source) / n
+
+
+def _fit_to_budget(config, done, spent, step_seconds, compile_seconds, eval_step, variables, val_source,
+                   test_source, mesh) -> int:
+    """The run's length under ``config.time_budget`` (``steps_within_budget``), the same on every process.
+
+    ``spent``: the run's wall seconds so far. Reserved: one more compilation (the step with the fitted
+    schedule) and 5 % of the budget for the machine's speed drifting."""
+    per_example = 0.0
+    if val_source is not None or test_source is not None:
+        source = val_source if val_source is not None else test_source
+        per_example = _evaluation_seconds(eval_step, variables, source, config.eval_batch_size, mesh) / len(source)
+    val_seconds = 0.0 if val_source is None else per_example * len(val_source)
+    final = sum(per_example * len(s) for s in (val_source, test_source) if s is not None)
+    budget = 60.0 * config.time_budget
+    steps = steps_within_budget(0.95 * budget - spent - compile_seconds, done, config.steps, step_seconds,
+                                None if val_source is None else config.eval_every, val_seconds, final)
+    if jax.process_count() > 1:  # the timings differ between processes; process 0's fit holds for all
+        from jax.experimental import multihost_utils
+        steps = int(multihost_utils.broadcast_one_to_all(np.int32(steps)))
+    return steps
+
+
 def _variables(state):
     return {"params": state.params, "batch_stats": state.batch_stats}
 
@@ -234,6 +298,14 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
     log.truncate_after(start)
     microbatches = config.batch_size // (config.microbatch_size or config.batch_size)
     train_step, eval_step = make_steps(model, loss_fn, metrics_fn, inputs_fn, microbatches)
+    fit_at = None  # the step after which the run's length is fitted to config.time_budget
+    if config.time_budget is not None:
+        if "fitted_steps" in meta:  # fitted before the checkpoint this run resumes from
+            config = dataclasses.replace(config, steps=meta["fitted_steps"])
+            state = state.replace(tx=make_optimizer(config))
+        elif max(config.warmup_steps, 20, start + 20) < config.steps:
+            fit_at = max(config.warmup_steps, 20, start + 20)  # the end of the warm-up, which does not depend
+            # on where the cosine ends, after at least 20 timed steps
     schedule = learning_rate_schedule(config)
 
     timed_from, pending, train_means = None, [], {}
@@ -242,7 +314,8 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
                unit="step", mininterval=0.5 if sys.stderr.isatty() else 30.0)
     say = bar.write if primary else (lambda *args, **kwargs: None)
     try:
-        for step in range(start, config.steps):
+        step, loop_began = start, time.perf_counter()
+        while step < config.steps:  # config.steps may shrink at step fit_at (time_budget)
             indices = train_indices(len(train_source), config.batch_size, config.seed, step)
             state, metrics = train_step(state, global_batch(train_source, indices, sharded)[0])
             pending.append(metrics)
@@ -250,6 +323,7 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
             if timed_from is None:  # the first step of a process includes compilation: not timed
                 jax.block_until_ready(state)
                 timed_from, timed_steps = time.perf_counter(), 0
+                compile_seconds = timed_from - loop_began
             else:
                 timed_steps += 1
             is_eval = val_source is not None and (done % config.eval_every == 0 or done == config.steps)
@@ -290,6 +364,25 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
                 if config.progress:
                     say(f"step {done}: " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()))
                 timed_from = time.perf_counter()  # validation time is not training time
+            if done == fit_at:
+                now = time.perf_counter()
+                meta["train_seconds"] += now - timed_from
+                meta["train_examples"] += timed_steps * config.batch_size
+                timed_steps = 0
+                step_seconds = meta["train_seconds"] * config.batch_size / meta["train_examples"]
+                most = config.steps
+                config = dataclasses.replace(config, steps=_fit_to_budget(
+                    config, done, meta["wall_seconds"] + now - began, step_seconds, compile_seconds, eval_step,
+                    _variables(state), val_source, test_source, mesh))
+                state = state.replace(tx=make_optimizer(config))  # the same optimiser state, the fitted schedule
+                schedule = learning_rate_schedule(config)
+                meta["fitted_steps"] = config.steps
+                bar.total = config.steps
+                bar.refresh()
+                say(f"time budget {config.time_budget:g} min: {config.steps} of at most {most} steps fit "
+                    f"(measured here: {step_seconds:.3f} s a step); the schedule now ends at step {config.steps}",
+                    file=sys.stderr)
+                timed_from = time.perf_counter()
             if is_save:
                 if val_source is None:  # nothing to select on: the weights kept are the latest
                     best = jax.tree.map(jnp.copy, _variables(state))
@@ -299,6 +392,7 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
                 with _disk_errors(workdir, mngr):
                     checkpoint.save(mngr, done, {"state": state, "best": best}, meta, result_config)
             bar.update(1)
+            step = done
         bar.close()
     finally:
         with _disk_errors(workdir, mngr):

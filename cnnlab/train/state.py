@@ -34,6 +34,11 @@ class TrainConfig:
     a linear warm-up over ``warmup_steps`` to ``learning_rate``, then a cosine decay to 0 at ``steps``.
     ``optimizer="adamw"`` replaces SGD by AdamW (Loshchilov & Hutter), whose ``weight_decay`` is decoupled.
 
+    ``time_budget`` (minutes, cosine schedule only): the whole run (compilation, validations and the test
+    included) should take about this long, on whatever machine it runs. ``steps`` is then the most steps: at
+    the end of the warm-up the engine measures the step and validation times and ends the cosine at the step
+    that fits the budget (``cnnlab.train.loop.steps_within_budget``), never later than ``steps``.
+
     ``precision`` is the mixed-precision policy (``compute_dtype``): ``"bfloat16"`` runs the model's activations,
     matmuls and convolutions in bfloat16 (the task builds its model with ``dtype=compute_dtype(precision)``)
     while parameters, optimiser state, batch-norm statistics and the loss stay float32, as in Flax's ImageNet
@@ -49,6 +54,7 @@ class TrainConfig:
     schedule: str = "piecewise"      # "piecewise" (lr_boundaries / lr_scales) or "cosine" (warm-up + cosine)
     warmup_steps: int = 0            # for schedule="cosine"
     grad_clip_norm: float | None = None
+    time_budget: float | None = None  # minutes; with schedule="cosine", fit the run's length to it
     # Gradient of each batch computed in micro-batches of this many examples, one compiled call each, then
     # applied once: the same update for models without batch statistics, with the activation memory of a
     # micro-batch (the TCN at batch 100 on the 2-core CPU: as fast as whole batches, docs/performance.md).
@@ -92,6 +98,15 @@ class TrainConfig:
         if self.schedule == "cosine" and not 0 <= self.warmup_steps < self.steps:
             raise CnnlabError(f"TrainConfig: warmup_steps must be in [0, steps) for the cosine schedule, got "
                               f"{self.warmup_steps} with steps {self.steps}")
+        if self.time_budget is not None:
+            if isinstance(self.time_budget, bool) or not isinstance(self.time_budget, (int, float)) or not (
+                    0 < self.time_budget < float("inf")):
+                raise CnnlabError(f"TrainConfig: time_budget must be a positive number of minutes, got "
+                                  f"{self.time_budget!r}")
+            if self.schedule != "cosine":
+                raise CnnlabError("TrainConfig: time_budget needs schedule='cosine' (a warm-up + cosine ends where the "
+                                  "budget does; a piecewise schedule's boundaries are fixed steps), e.g. "
+                                  "`cnnlab train seqmnist --schedule fast`")
         if self.select_mode not in ("min", "max"):
             raise CnnlabError(f"TrainConfig: select_mode must be 'min' or 'max', got {self.select_mode!r}")
         object.__setattr__(self, "lr_boundaries", tuple(int(b) for b in self.lr_boundaries))
