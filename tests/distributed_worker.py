@@ -2,7 +2,8 @@
 ``python tests/distributed_worker.py WORKDIR [ADDRESS NUM_PROCESSES PROCESS_ID] [--stop-at I:STEP:HOW]`` prints
 the results and training losses as JSON. ``--stop-at 0:13:raise``: process 0 fails when asked for training
 batch 13 (the engine saves what it has); ``1:13:exit``: process 1 ends at once there (``os._exit``, as if
-killed)."""
+killed). ``--fit 40,30``: a warm-up + cosine run with a time budget whose fit (``steps_within_budget``) gives
+40 steps on process 0 and 30 on process 1, as different timings would."""
 
 import argparse
 import json
@@ -16,6 +17,7 @@ def main():
     parser.add_argument("workdir")
     parser.add_argument("cluster", nargs="*")
     parser.add_argument("--stop-at", default=None)
+    parser.add_argument("--fit", default=None)
     args = parser.parse_args()
     if args.cluster:
         distributed.initialize(args.cluster[0], int(args.cluster[1]), int(args.cluster[2]),
@@ -41,7 +43,14 @@ def main():
     process, at, how = (args.stop_at or "-1:0:").split(":")
     if int(process) == (int(args.cluster[2]) if args.cluster else 0):
         source = StopAt(train_tiny.sources()[0], int(at), how)
-    results = train_tiny.run(args.workdir, train_source=source)
+    overrides = {}
+    if args.fit:
+        from cnnlab.train import loop
+        fitted = int(args.fit.split(",")[int(args.cluster[2]) if args.cluster else 0])
+        loop.steps_within_budget = lambda *unused: fitted
+        overrides = dict(schedule="cosine", warmup_steps=20, lr_boundaries=(), lr_scales=(), steps=60,
+                         eval_every=10, checkpoint_every=25, time_budget=1.0)
+    results = train_tiny.run(args.workdir, train_source=source, **overrides)
     losses = [r["loss"] for r in train.MetricsLog(f"{args.workdir}/metrics.jsonl").read() if r["split"] == "train"]
     print(json.dumps({"results": results, "losses": losses}))
 

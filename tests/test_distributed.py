@@ -106,6 +106,14 @@ def test_a_dead_peer_stops_the_other_process_with_an_error(runs, tmp_path):
     np.testing.assert_allclose(first["losses"], single["losses"], rtol=1e-5, atol=1e-6)
 
 
+def test_time_budget_fit_of_process_zero_holds_for_every_process(tmp_path):
+    runs = [_output(r) for r in launch(tmp_path, 2, 2, "--fit", "40,30")]  # the processes' own fits differ
+    assert [r["results"]["steps"] for r in runs] == [40, 40]
+    assert len(runs[0]["losses"]) == 40  # process 0 logged every step of the fitted run
+    for key in ("test_accuracy", "val_accuracy", "best_step", "train_loss"):
+        assert runs[0]["results"][key] == runs[1]["results"][key]  # both processes trained the same run
+
+
 def test_cnnlab_train_mnist_on_two_processes_gives_the_one_process_results(tmp_path):
     """The issue's command: ``cnnlab train mnist`` on 2 processes x 1 device vs 1 process x 2 devices."""
     address = f"127.0.0.1:{_free_port()}"

@@ -326,3 +326,15 @@ def test_validation_split_only_when_it_holds_min_validation_sequences(tmp_path, 
     results = train(dataclasses.replace(small, min_validation=8), tmp_path / "split")
     assert "8 held out for validation" in capsys.readouterr().out
     assert "val_loss" in results and results["train_sequences"] == 32
+
+
+def test_time_budget_flag_fits_the_sequence_run_after_its_warm_up(tmp_path, capsys):
+    x, y, lengths = _synthetic(40, 0)
+    np.savez(tmp_path / "d.npz", x=x, y=y, lengths=lengths)
+    args = ["train", "sequence", "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "run"), "--steps", "200",
+            "--time-budget", "0.0001", "--no-progress", "--set", "channels=2", "--set", "kernel_size=2",
+            "--set", "warmup_steps=20"]
+    assert cli.main(args) == 0  # 6 ms cannot hold more than one step after the warm-up
+    assert "time budget 0.0001 min: 21 of at most 200 steps fit" in capsys.readouterr().err
+    import json
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["steps"] == 21

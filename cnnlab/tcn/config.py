@@ -86,7 +86,8 @@ def fast_schedule(config: SeqMnistConfig, steps: int = FAST_STEPS) -> SeqMnistCo
 
     It leaves the ln 10 plateau within the first 50 steps, where the paper's SGD schedule stays on it for
     500-1 000. The learning rate and the dropout were chosen from 800-step CPU runs; those, and how far
-    6 000 steps get in how long, are in docs/results.md.
+    6 000 steps get in how long, are in docs/results.md. How many steps fit an hour depends on the machine:
+    ``time_budget`` (``--time-budget MINUTES``) ends the cosine where the budget does.
     """
     return dataclasses.replace(config, steps=steps, batch_size=100, learning_rate=1.6e-2,
                                optimizer="adamw", weight_decay=0.0, schedule="cosine",

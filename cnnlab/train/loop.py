@@ -382,7 +382,7 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
                 say(f"time budget {config.time_budget:g} min: {config.steps} of at most {most} steps fit "
                     f"(measured here: {step_seconds:.3f} s a step); the schedule now ends at step {config.steps}",
                     file=sys.stderr)
-                timed_from = time.perf_counter()
+                timed_from = None  # the next step compiles the fitted schedule: not timed either
             if is_save:
                 if val_source is None:  # nothing to select on: the weights kept are the latest
                     best = jax.tree.map(jnp.copy, _variables(state))
