@@ -155,7 +155,7 @@ def steps_within_budget(seconds_left: float, done: int, most: int, step_seconds:
     """The most steps ``n`` (``done < n <= most``) whose remaining work fits ``seconds_left``: ``n - done``
     training steps of ``step_seconds``, a validation of ``eval_seconds`` at every multiple of ``eval_every``
     after ``done`` and at step ``n`` (``eval_every=None``: no validation), and ``final_seconds`` for the final
-    evaluation. ``done + 1`` if even that does not fit."""
+    evaluation. ``done + 1`` if even that does not fit. Not in the paper (``TrainConfig.time_budget``)."""
     def cost(n):
         evals = 0 if eval_every is None else n // eval_every - done // eval_every + (n % eval_every != 0)
         return (n - done) * step_seconds + evals * eval_seconds + final_seconds
@@ -303,9 +303,9 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
         if "fitted_steps" in meta:  # fitted before the checkpoint this run resumes from
             config = dataclasses.replace(config, steps=meta["fitted_steps"])
             state = state.replace(tx=make_optimizer(config))
-        elif max(config.warmup_steps, 20, start + 20) < config.steps:
-            fit_at = max(config.warmup_steps, 20, start + 20)  # the end of the warm-up, which does not depend
-            # on where the cosine ends, after at least 20 timed steps
+        else:  # the end of the warm-up (which does not depend on where the cosine ends), after >= 20 timed steps
+            fit_at = max(config.warmup_steps, 20, start + 20)
+            fit_at = fit_at if fit_at < config.steps else None
     schedule = learning_rate_schedule(config)
 
     timed_from, pending, train_means = None, [], {}
