@@ -200,7 +200,8 @@ def add_time_budget_flag(parser) -> None:
     parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                         help="end the run after about this many minutes on this machine, compilation and "
                              "evaluation included: the cosine schedule is fitted to it after the warm-up, "
-                             "--steps is then the most steps (cosine schedules only, e.g. --schedule fast)")
+                             "and shortened at a validation if the machine slows down; --steps is then the "
+                             "most steps (cosine schedules only, e.g. --schedule fast)")
 
 
 def add_precision_flag(parser) -> None:

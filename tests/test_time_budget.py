@@ -1,5 +1,7 @@
 """TrainConfig.time_budget: the cosine schedule's length fitted to a wall-clock budget after the warm-up."""
 
+import time
+
 import numpy as np
 import optax
 import pytest
@@ -83,3 +85,43 @@ def test_resumed_budget_run_keeps_its_fitted_length(tmp_path, monkeypatch):
 def test_generous_budget_runs_every_step_and_a_tiny_one_stops_after_the_warm_up(tmp_path):
     assert train_tiny.run(tmp_path / "generous", **COSINE, time_budget=600.0)["steps"] == 60
     assert train_tiny.run(tmp_path / "tiny", **COSINE, time_budget=1e-4)["steps"] == 21
+
+
+class SlowsDown(train.ArraySource):
+    """Training source whose batches take ``seconds`` more from batch number ``at`` on (a machine that slows)."""
+
+    def __init__(self, source, at, seconds):
+        super().__init__(**source.arrays)
+        self.at, self.seconds, self.calls = at, seconds, 0
+
+    def __getitem__(self, indices):
+        if len(indices) > 1:
+            self.calls += 1
+            if self.calls > self.at:
+                time.sleep(self.seconds)
+        return super().__getitem__(indices)
+
+
+def test_budget_run_that_slows_down_ends_earlier_and_within_the_budget(tmp_path, capsys):
+    source, _ = train_tiny.sources()
+    budget = 0.4  # minutes. The fit at step 20 (a few ms a step) keeps all 60 steps; from batch 22 on every
+    # step takes 0.8 s more, so at the validation of step 30 the 30 steps left (24 s) would overrun the 24 s.
+    results = train_tiny.run(tmp_path / "slow", train_source=SlowsDown(source, at=21, seconds=0.8),
+                             **{**COSINE, "log_every": 5}, time_budget=budget)
+    messages = capsys.readouterr().err
+    assert "60 of at most 60 steps fit" in messages
+    assert "the machine slowed to" in messages  # fitted again at a validation, shorter
+    assert 30 < results["steps"] < 60
+    assert results["wall_seconds"] <= 60 * budget
+    # The learning rates logged after the second fit follow the cosine that ends at the new length.
+    records = [r for r in train.MetricsLog(tmp_path / "slow" / "metrics.jsonl").read() if r["split"] == "train"]
+    last = records[-1]
+    assert last["step"] == results["steps"]
+    schedule = optax.warmup_cosine_decay_schedule(0.0, 0.1, 20, results["steps"])
+    np.testing.assert_allclose(last["learning_rate"], float(schedule(results["steps"] - 1)), rtol=1e-6)
+
+
+def test_budget_run_at_an_even_pace_is_not_fitted_again(tmp_path, capsys):
+    results = train_tiny.run(tmp_path / "even", **COSINE, time_budget=1.0)
+    messages = capsys.readouterr().err
+    assert results["steps"] == 60 and messages.count("time budget") == 1

@@ -150,16 +150,20 @@ def evaluate(eval_step, variables, source, batch_size: int, mesh=None) -> dict:
     return {k: float(v / totals["count"]) for k, v in totals.items() if k != "count"}
 
 
+def budget_seconds(n: int, done: int, step_seconds: float, eval_every: int | None, eval_seconds: float,
+                   final_seconds: float) -> float:
+    """Seconds of the work left after step ``done`` in a run of ``n`` steps: ``n - done`` training steps of
+    ``step_seconds``, a validation of ``eval_seconds`` at every multiple of ``eval_every`` after ``done`` and
+    at step ``n`` (``eval_every=None``: no validation), and ``final_seconds`` for the final evaluation."""
+    evals = 0 if eval_every is None else n // eval_every - done // eval_every + (n % eval_every != 0)
+    return (n - done) * step_seconds + evals * eval_seconds + final_seconds
+
+
 def steps_within_budget(seconds_left: float, done: int, most: int, step_seconds: float, eval_every: int | None,
                         eval_seconds: float, final_seconds: float) -> int:
-    """The most steps ``n`` (``done < n <= most``) whose remaining work fits ``seconds_left``: ``n - done``
-    training steps of ``step_seconds``, a validation of ``eval_seconds`` at every multiple of ``eval_every``
-    after ``done`` and at step ``n`` (``eval_every=None``: no validation), and ``final_seconds`` for the final
-    evaluation. ``done + 1`` if even that does not fit. Not in the paper (``TrainConfig.time_budget``)."""
-    def cost(n):
-        evals = 0 if eval_every is None else n // eval_every - done // eval_every + (n % eval_every != 0)
-        return (n - done) * step_seconds + evals * eval_seconds + final_seconds
-
+    """The most steps ``n`` (``done < n <= most``) whose remaining work (``budget_seconds``) fits
+    ``seconds_left``; ``done + 1`` if even that does not fit. Not in the paper (``TrainConfig.time_budget``)."""
+    cost = lambda n: budget_seconds(n, done, step_seconds, eval_every, eval_seconds, final_seconds)
     lo, hi = done + 1, most  # cost grows with n: the largest n with cost(n) <= seconds_left, by bisection
     if hi <= lo or cost(hi) <= seconds_left:
         return max(hi, lo)
@@ -183,30 +187,34 @@ class _Prefix:
 
 
 def _evaluation_seconds(eval_step, variables, source, batch_size, mesh) -> float:
-    """Seconds one ``evaluate`` of all of ``source`` takes, timed on (at most) two batches after one that
-    compiles."""
+    """Seconds ``evaluate`` takes per example of ``source`` (0 without one), timed on (at most) two batches
+    after one that compiles."""
+    if source is None:
+        return 0.0
     evaluate(eval_step, variables, _Prefix(source, min(len(source), batch_size)), batch_size, mesh)
     n = min(len(source), 2 * batch_size)
     began = time.perf_counter()
     evaluate(eval_step, variables, _Prefix(source, n), batch_size, mesh)
-    return (time.perf_counter() - began) * len(source) / n
+    return (time.perf_counter() - began) / n
 
 
-def _fit_to_budget(config, done, spent, step_seconds, compile_seconds, eval_step, variables, val_source,
-                   test_source, mesh) -> int:
-    """The run's length under ``config.time_budget`` (``steps_within_budget``), the same on every process.
+def _fit_to_budget(config, done, spent, step_seconds, compile_seconds, eval_example_seconds, val_source,
+                   test_source, only_if_late=False) -> int:
+    """The run's length under ``config.time_budget`` (``steps_within_budget``; ``config.steps`` the most), the
+    same on every process.
 
-    ``spent``: the run's wall seconds so far. Reserved: one more compilation (the step with the fitted
-    schedule) and 5 % of the budget for the machine's speed drifting."""
-    per_example = 0.0
-    if val_source is not None or test_source is not None:
-        source = val_source if val_source is not None else test_source
-        per_example = _evaluation_seconds(eval_step, variables, source, config.eval_batch_size, mesh) / len(source)
-    val_seconds = 0.0 if val_source is None else per_example * len(val_source)
-    final = sum(per_example * len(s) for s in (val_source, test_source) if s is not None)
+    ``spent``: the run's wall seconds so far; ``eval_example_seconds``: seconds to evaluate one example.
+    Reserved: one more compilation (the step with the fitted schedule) and 5 % of the budget for the
+    machine's speed drifting. ``only_if_late``: keep ``config.steps`` unless finishing it would overrun the
+    whole budget."""
     budget = 60.0 * config.time_budget
-    steps = steps_within_budget(0.95 * budget - spent - compile_seconds, done, config.steps, step_seconds,
-                                None if val_source is None else config.eval_every, val_seconds, final)
+    eval_every = None if val_source is None else config.eval_every
+    val_seconds = 0.0 if val_source is None else eval_example_seconds * len(val_source)
+    final_seconds = eval_example_seconds * sum(len(s) for s in (val_source, test_source) if s is not None)
+    costs = (step_seconds, eval_every, val_seconds, final_seconds)
+    steps = config.steps
+    if not only_if_late or budget_seconds(steps, done, *costs) > budget - spent:
+        steps = steps_within_budget(0.95 * budget - spent - compile_seconds, done, steps, *costs)
     if jax.process_count() > 1:  # the timings differ between processes; process 0's fit holds for all
         from jax.experimental import multihost_utils
         steps = int(multihost_utils.broadcast_one_to_all(np.int32(steps)))
@@ -299,10 +307,13 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
     microbatches = config.batch_size // (config.microbatch_size or config.batch_size)
     train_step, eval_step = make_steps(model, loss_fn, metrics_fn, inputs_fn, microbatches)
     fit_at = None  # the step after which the run's length is fitted to config.time_budget
+    guard_at = None  # after the fit: the training seconds and examples at the last check of the deadline
+    eval_example_seconds = None  # seconds to evaluate one example, measured at the fit and at validations
     if config.time_budget is not None:
         if "fitted_steps" in meta:  # fitted before the checkpoint this run resumes from
             config = dataclasses.replace(config, steps=meta["fitted_steps"])
             state = state.replace(tx=make_optimizer(config))
+            guard_at = (meta["train_seconds"], meta["train_examples"])
         else:  # the end of the warm-up (which does not depend on where the cosine ends), after >= 20 timed steps
             fit_at = max(config.warmup_steps, 20, start + 20)
             fit_at = fit_at if fit_at < config.steps else None
@@ -348,7 +359,9 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
                               file=sys.stderr)
                     break
             if is_eval:
+                val_began = time.perf_counter()
                 val = evaluate(eval_step, _variables(state), val_source, config.eval_batch_size, mesh)
+                val_seconds = time.perf_counter() - val_began
                 log.append({"step": done, "split": "val", **val,
                             "wall_seconds": meta["wall_seconds"] + time.perf_counter() - began})
                 if not np.isfinite(val["loss"]):
@@ -364,23 +377,46 @@ def _train_and_evaluate(config, workdir, *, model, loss_fn, train_source, val_so
                 if config.progress:
                     say(f"step {done}: " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()))
                 timed_from = time.perf_counter()  # validation time is not training time
-            if done == fit_at:
+            fitted_steps = None
+            if done == fit_at:  # the run's length fitted to the budget, from the speed so far
                 now = time.perf_counter()
                 meta["train_seconds"] += now - timed_from
                 meta["train_examples"] += timed_steps * config.batch_size
                 timed_steps = 0
                 step_seconds = meta["train_seconds"] * config.batch_size / meta["train_examples"]
-                most = config.steps
-                config = dataclasses.replace(config, steps=_fit_to_budget(
-                    config, done, meta["wall_seconds"] + now - began, step_seconds, compile_seconds, eval_step,
-                    _variables(state), val_source, test_source, mesh))
+                eval_example_seconds = _evaluation_seconds(eval_step, _variables(state), val_source or test_source,
+                                                           config.eval_batch_size, mesh)
+                fitted_steps = _fit_to_budget(config, done, meta["wall_seconds"] + time.perf_counter() - began,
+                                              step_seconds, compile_seconds, eval_example_seconds, val_source,
+                                              test_source)
+                news = (f"{fitted_steps} of at most {config.steps} steps fit (measured here: {step_seconds:.3f} s "
+                        "a step)")
+            elif guard_at is not None and (is_eval or (val_source is None and is_save)) and done < config.steps:
+                # The deadline guarded at each validation: if the machine has slowed so much that the fitted
+                # length would overrun the budget, fit again (shorter) from the speed since the last check.
+                seconds, examples = (meta["train_seconds"] - guard_at[0], meta["train_examples"] - guard_at[1])
+                if examples:
+                    step_seconds = seconds * config.batch_size / examples
+                    if is_eval:
+                        eval_example_seconds = val_seconds / len(val_source)
+                    elif eval_example_seconds is None:  # resumed without a validation set
+                        eval_example_seconds = _evaluation_seconds(
+                            eval_step, _variables(state), test_source, config.eval_batch_size, mesh)
+                    fitted_steps = _fit_to_budget(
+                        config, done, meta["wall_seconds"] + time.perf_counter() - began, step_seconds,
+                        compile_seconds, eval_example_seconds, val_source, test_source, only_if_late=True)
+                    news = (f"the machine slowed to {step_seconds:.3f} s a step, {config.steps} steps would "
+                            f"overrun it, {fitted_steps} fit")
+            if fitted_steps is not None:
+                guard_at = (meta["train_seconds"], meta["train_examples"])
+            if fitted_steps is not None and (fitted_steps != config.steps or done == fit_at):
+                config = dataclasses.replace(config, steps=fitted_steps)
                 state = state.replace(tx=make_optimizer(config))  # the same optimiser state, the fitted schedule
                 schedule = learning_rate_schedule(config)
                 meta["fitted_steps"] = config.steps
                 bar.total = config.steps
                 bar.refresh()
-                say(f"time budget {config.time_budget:g} min: {config.steps} of at most {most} steps fit "
-                    f"(measured here: {step_seconds:.3f} s a step); the schedule now ends at step {config.steps}",
+                say(f"time budget {config.time_budget:g} min: {news}; the schedule now ends at step {config.steps}",
                     file=sys.stderr)
                 timed_from = None  # the next step compiles the fitted schedule: not timed either
             if is_save:

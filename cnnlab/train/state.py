@@ -37,7 +37,10 @@ class TrainConfig:
     ``time_budget`` (minutes, cosine schedule only): the whole run (compilation, validations and the test
     included) should take about this long, on whatever machine it runs. ``steps`` is then the most steps: at
     the end of the warm-up the engine measures the step and validation times and ends the cosine at the step
-    that fits the budget (``cnnlab.train.loop.steps_within_budget``), never later than ``steps``.
+    that fits the budget (``cnnlab.train.loop.steps_within_budget``), never later than ``steps``. At every later
+    validation (without a validation set: every checkpoint) it checks the deadline again with the speed since
+    the last check, and if the machine has slowed so much that the fitted length would overrun the budget,
+    it ends the cosine earlier (a recompilation each time).
 
     ``precision`` is the mixed-precision policy (``compute_dtype``): ``"bfloat16"`` runs the model's activations,
     matmuls and convolutions in bfloat16 (the task builds its model with ``dtype=compute_dtype(precision)``)
