@@ -63,20 +63,23 @@ def test_training_window_gives_the_output_the_window_gives_alone(readout):
     np.testing.assert_array_equal(whole, full.apply({"params": params}, x, mask))
 
 
-@pytest.mark.parametrize("readout", ["last", "mean"])
-def test_stream_step_matches_the_model_on_every_prefix(readout):
+@pytest.mark.parametrize("readout,transform", [("last", "none"), ("mean", "none"), ("mean", "signed_log")])
+def test_stream_step_matches_the_model_on_every_prefix(readout, transform):
     model = SequenceClassifier(2, "single", 2, channels=4, kernel_size=3, dropout=0.0, readout=readout)
-    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    x = 5 * np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
     ones = jnp.ones((2, 5, 1))
     params = _perturbed(model.init(jax.random.key(1), x, ones)["params"], jax.random.key(2))
     mean, std = np.array([0.5, -1.0, 2.0], np.float32), np.array([2.0, 1.0, 0.5], np.float32)
-    run = predict.Run(model, params, SequenceConfig(), np.array([0, 1]), mean, std, 3)
+    run = predict.Run(model, params, SequenceConfig(transform=transform), np.array([0, 1]), mean, std, 3)
     step = jax.jit(lambda state, x_t: predict.stream_step(run, state, x_t))
     state = predict.stream_init(run, batch_size=2)
+    seen = np.sign(x) * np.log(1 + np.abs(x)) if transform == "signed_log" else x
     for t in range(5):
         logits, state = step(state, x[:, t])
-        whole = model.apply({"params": params}, (x[:, :t + 1] - mean) / std, ones[:, :t + 1])
+        whole = model.apply({"params": params}, (seen[:, :t + 1] - mean) / std, ones[:, :t + 1])
         np.testing.assert_allclose(logits, whole, rtol=1e-5, atol=1e-5)
+    seqs = data.Sequences(x, np.array([5, 5]), None)  # whole-sequence prediction reads the same inputs
+    np.testing.assert_allclose(predict.predict_sequences(run, seqs)[1], jax.nn.softmax(whole), rtol=1e-5, atol=1e-6)
 
 
 def _norm_variables(model, x, mask, key):
@@ -162,6 +165,19 @@ def test_channel_stats_ignore_the_padding():
     mean, std = data.channel_stats(seqs)
     np.testing.assert_allclose(mean, [3.0, 30.0])
     np.testing.assert_allclose(std, [np.std([1, 3, 5]), np.std([10, 30, 50])], rtol=1e-6)
+
+
+def test_signed_log_statistics_are_those_of_the_transformed_real_steps():
+    x = np.array([[[0.0], [0.0], [3.0], [-1000.0]], [[0.0], [7.0], [0.0], [20000.0]]], np.float32)
+    seqs = data.Sequences(x, np.array([2, 4]), None)  # sequence 0: its last 2 steps are real
+    real = np.array([3.0, -1000.0, 0.0, 7.0, 0.0, 20000.0])
+    logged = np.sign(real) * np.log(1 + np.abs(real))
+    mean, std = data.channel_stats(seqs, "signed_log")
+    np.testing.assert_allclose([mean[0], std[0]], [logged.mean(), logged.std()], rtol=1e-5)
+    z = data.standardise(seqs, mean, std, "signed_log")
+    np.testing.assert_allclose(z[1, :, 0], (np.sign(x[1, :, 0]) * np.log1p(np.abs(x[1, :, 0])) - mean) / std,
+                               rtol=1e-5)
+    assert np.all(z[0, :2] == 0)  # the padding stays 0
 
 
 def test_validation_split_is_stratified_and_seeded():
@@ -289,6 +305,38 @@ def test_eval_reads_ts_like_npz(trained, tmp_path):
     np.testing.assert_array_equal(labels, expected)
 
 
+def test_ensemble_eval_and_predict_average_the_members_probabilities(trained, tmp_path, capsys):
+    import json
+    import shutil
+    root, xt, yt, lt = trained
+    toy, first, second = str(root / "toy.npz"), str(root / "run"), str(tmp_path / "second")
+    assert cli.main(["train", "sequence", "--data", toy, "--out", second, "--steps", "40", "--seed", "1",
+                     "--no-progress", "--set", "channels=8", "--set", "kernel_size=3"]) == 0
+    members = [predict.predict(first, toy)[1], predict.predict(second, toy)[1]]
+    mean, y = (members[0] + members[1]) / 2, (yt == 7).astype(int)  # classes [2, 7]
+    capsys.readouterr()
+    assert cli.main(["eval", "sequence", "--checkpoint", first, "--checkpoint", second, "--data", toy]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["members"] == 2
+    assert evaluated["accuracy"] == pytest.approx(np.mean(mean.argmax(-1) == y))
+    assert evaluated["loss"] == pytest.approx(-np.mean(np.log(mean[np.arange(len(y)), y])), rel=1e-5)
+    assert evaluated["member_accuracy"] == pytest.approx([np.mean(m.argmax(-1) == y) for m in members])
+    out = tmp_path / "preds.csv"
+    assert cli.main(["predict", "sequence", "--checkpoint", first, "--checkpoint", second, "--data", toy,
+                     "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    np.testing.assert_allclose([[float(r["p_2"]), float(r["p_7"])] for r in rows], mean, atol=1e-6)
+    assert [int(r["prediction"]) for r in rows] == [(2, 7)[i] for i in mean.argmax(-1)]
+    # Runs with other classes do not make an ensemble.
+    shutil.copytree(first, tmp_path / "relabelled")
+    meta = json.loads((tmp_path / "relabelled" / "sequence.json").read_text())
+    (tmp_path / "relabelled" / "sequence.json").write_text(json.dumps({**meta, "classes": [2, 8]}))
+    capsys.readouterr()
+    assert cli.main(["eval", "sequence", "--checkpoint", first, "--checkpoint", str(tmp_path / "relabelled"),
+                     "--data", toy]) == 2
+    assert "an ensemble's runs must match" in capsys.readouterr().err
+
+
 def test_unknown_label_and_channel_mismatch_raise(trained, tmp_path):
     root, xt, yt, lt = trained
     np.savez(tmp_path / "three.npz", x=np.zeros((4, 5, 3)), y=[2, 7, 2, 7])
@@ -305,7 +353,8 @@ def test_unknown_label_and_channel_mismatch_raise(trained, tmp_path):
 
 
 @pytest.mark.parametrize("field,value,message", [("val_fraction", 1.0, "val_fraction must be in"),
-                                                  ("crop", 0.0, "crop must be in")])
+                                                  ("crop", 0.0, "crop must be in"),
+                                                  ("transform", "log", "transform must be one of none, signed_log")])
 def test_out_of_range_settings_are_one_line_errors(tmp_path, field, value, message):
     from cnnlab.sequence import train
     np.savez(tmp_path / "d.npz", x=np.zeros((4, 5, 1)), y=[0, 1, 0, 1])

@@ -34,7 +34,7 @@ def eval_main(args) -> int:
 def predict_main(args) -> int:
     from cnnlab.sequence.evaluation import load_run, predict, write_predictions
     labels, probs = predict(args.checkpoint, args.data)
-    write_predictions(args.out, labels, probs, load_run(args.checkpoint).classes)
+    write_predictions(args.out, labels, probs, load_run(args.checkpoint[0]).classes)
     print(f"{len(labels)} predictions written to {args.out}")
     return 0
 
@@ -55,15 +55,16 @@ def add_parsers(commands, train, evaluate) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=train_main)
 
+    ensemble = "the run folder; given more than once, an ensemble (its runs' class probabilities averaged)"
     p = evaluate.add_parser("sequence", help="evaluate a `cnnlab train sequence` run")
-    p.add_argument("--checkpoint", required=True, help="the run folder")
+    p.add_argument("--checkpoint", required=True, action="append", help=ensemble)
     p.add_argument("--data", required=True, help="its test split (x_test, NAME_TEST.ts) if it has one, else all")
     p.set_defaults(func=eval_main)
 
     predict = commands.add_parser("predict", help="predict with a trained model").add_subparsers(
         dest="task", required=True)
     p = predict.add_parser("sequence", help="class predictions of a `cnnlab train sequence` run, as CSV")
-    p.add_argument("--checkpoint", required=True, help="the run folder")
+    p.add_argument("--checkpoint", required=True, action="append", help=ensemble)
     p.add_argument("--data", required=True, help="its test split if it has one, else all of it; labels optional")
     p.add_argument("--out", required=True, help="CSV: index, prediction, p_<class>...")
     p.set_defaults(func=predict_main)

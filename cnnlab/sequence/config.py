@@ -16,6 +16,7 @@ import dataclasses
 @dataclasses.dataclass(frozen=True)
 class SequenceConfig:
     data: str = ""                  # .npz or NAME_TRAIN.ts (cnnlab.sequence.data)
+    transform: str = "none"         # of the raw inputs before standardising: or "signed_log" (data.transform)
     # Model (cnnlab.tcn.TemporalConvNet + a dense classifier).
     block: str = "single"
     channels: int = 32

@@ -1,7 +1,8 @@
 """Evaluation, prediction and streaming prediction with a ``cnnlab train sequence`` run folder.
 
 ``load_run(workdir)`` rebuilds the model and its kept weights (the last, or the best on validation);
-``evaluate`` and ``predict`` read new data with the run's channel statistics and class list.
+``evaluate`` and ``predict`` read new data with the run's channel statistics and class list; given several
+run folders (e.g. one per seed) they score an ensemble on its members' averaged class probabilities.
 ``stream_init`` / ``stream_step`` classify sequences online, one time step at a time
 (``cnnlab.tcn.streaming``: every causal convolution keeps a ring buffer of its past inputs), equal to
 running the whole sequence seen so far through the model.
@@ -64,22 +65,48 @@ def _read(run: Run, path) -> data.Sequences:
     return seqs
 
 
-def evaluate(workdir, path) -> dict:
-    """Loss and accuracy of the run's best weights on ``path`` (its test split if it has one)."""
-    run = load_run(workdir)
-    seqs = _read(run, path)
+def load_runs(workdirs) -> list[Run]:
+    """``load_run`` of one run folder or of several (an ensemble: same classes and channels)."""
+    workdirs = [workdirs] if isinstance(workdirs, (str, Path)) else list(workdirs)
+    runs = [load_run(w) for w in workdirs]
+    for w, run in zip(workdirs[1:], runs[1:]):
+        if run.classes.tolist() != runs[0].classes.tolist() or run.in_channels != runs[0].in_channels:
+            raise CnnlabError(f"{w}: classes {run.classes.tolist()} and {run.in_channels} channels, but "
+                              f"{workdirs[0]} has {runs[0].classes.tolist()} and {runs[0].in_channels}; an "
+                              "ensemble's runs must match")
+    return runs
+
+
+def evaluate(workdirs, path) -> dict:
+    """Loss and accuracy of the run's kept weights on ``path`` (its test split if it has one). Several run
+    folders: an ensemble, scored on its members' averaged class probabilities (``loss``: their mean
+    cross-entropy), with each member's accuracy beside it."""
+    runs = load_runs(workdirs)
+    seqs = _read(runs[0], path)
     if seqs.y is None:
         raise CnnlabError(f"{path}: no labels to evaluate against (use `cnnlab predict sequence`)")
-    src = source(seqs, run.mean, run.std, encode(seqs.y, run.classes, str(path)))
-    _, eval_step = engine.make_steps(run.model, ClassificationLoss(run.config.grad), accuracy, inputs)
-    results = engine.evaluate(eval_step, {"params": run.params, "batch_stats": run.batch_stats}, src, 64)
-    return {**results, "sequences": len(seqs.lengths)}
+    y = encode(seqs.y, runs[0].classes, str(path))
+    if len(runs) == 1:
+        run = runs[0]
+        _, eval_step = engine.make_steps(run.model, ClassificationLoss(run.config.grad), accuracy, inputs)
+        results = engine.evaluate(eval_step, {"params": run.params, "batch_stats": run.batch_stats},
+                                  source(seqs, run.mean, run.std, y, run.config.transform), 64)
+        return {**results, "sequences": len(seqs.lengths)}
+    members = [predict_sequences(run, seqs)[1] for run in runs]
+    probs = np.mean(members, 0)
+    return {"accuracy": float(np.mean(probs.argmax(-1) == y)),
+            "loss": float(-np.mean(np.log(np.maximum(probs[np.arange(len(y)), y], 1e-12)))),
+            "sequences": len(seqs.lengths), "members": len(runs),
+            "member_accuracy": [float(np.mean(p.argmax(-1) == y)) for p in members]}
 
 
-def predict(workdir, path) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted class labels [N], class probabilities [N, K]) for ``path`` (its test split if it has one)."""
-    run = load_run(workdir)
-    return predict_sequences(run, _read(run, path))
+def predict(workdirs, path) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class labels [N], class probabilities [N, K]) for ``path`` (its test split if it has one);
+    several run folders: an ensemble, its members' class probabilities averaged."""
+    runs = load_runs(workdirs)
+    seqs = _read(runs[0], path)
+    probs = np.mean([predict_sequences(run, seqs)[1] for run in runs], 0)
+    return runs[0].classes[probs.argmax(-1)], probs
 
 
 def predict_sequences(run: Run, seqs: data.Sequences) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +114,7 @@ def predict_sequences(run: Run, seqs: data.Sequences) -> tuple[np.ndarray, np.nd
     if seqs.x.shape[2] != run.in_channels:
         raise CnnlabError(f"{seqs.x.shape[2]} channels, but the model was trained on {run.in_channels}")
     logits = _jitted_apply(run.model)({"params": run.params, "batch_stats": run.batch_stats},
-                                      data.standardise(seqs, run.mean, run.std), seqs.mask)
+                                      data.standardise(seqs, run.mean, run.std, run.config.transform), seqs.mask)
     probs = np.asarray(jax.nn.softmax(logits, -1))
     return run.classes[probs.argmax(-1)], probs
 
@@ -116,7 +143,7 @@ def stream_init(run: Run, batch_size: int = 1) -> dict:
 def stream_step(run: Run, state: dict, x_t) -> tuple[jax.Array, dict]:
     """Consume one raw (unstandardised) time step ``x_t: [N, C]``; return (logits ``[N, K]`` of the sequences
     so far, new state). Pure in ``state``; jit it with ``run`` closed over for speed."""
-    x_t = (jnp.asarray(x_t, jnp.float32) - run.mean) / run.std
+    x_t = (data.transform(jnp.asarray(x_t, jnp.float32), run.config.transform) - run.mean) / run.std
     features, cache = streaming.step(run.model.tcn(parent=None), run.params["tcn"], state["cache"], x_t,
                                      run.batch_stats.get("tcn"))
     state = {"cache": cache, "sum": state["sum"] + features, "count": state["count"] + 1}

@@ -3,10 +3,11 @@
 The task's own pieces: labels mapped to ``0..K-1`` (the class list is saved), optionally a stratified
 validation split of the training set for best-weights selection (§4.3, on validation loss) when it holds at
 least ``min_validation`` sequences (else, or with ``val_fraction = 0``, training on all of the training set
-and keeping the last weights: a loss on a few held-out sequences picks weights by noise), per-channel
-standardisation with the training split's statistics, the cross-entropy of Eq. (53)-(54) (optionally
-label-smoothed) and accuracy. ``workdir/sequence.json`` holds what evaluation and prediction need: the
-config, the classes, the channel statistics and the model's size.
+and keeping the last weights: a loss on a few held-out sequences picks weights by noise), an optional
+pointwise transform (``data.transform``) and per-channel standardisation with the training split's
+statistics, the cross-entropy of Eq. (53)-(54) (optionally label-smoothed) and accuracy.
+``workdir/sequence.json`` holds what evaluation and prediction need: the config, the classes, the channel
+statistics and the model's size.
 """
 
 import dataclasses
@@ -59,8 +60,8 @@ def encode(labels, classes, what: str) -> np.ndarray:
     return np.array([index[str(v)] for v in labels], np.int32)
 
 
-def source(seqs: data.Sequences, mean, std, y=None) -> engine.ArraySource:
-    arrays = {"x": data.standardise(seqs, mean, std), "mask": seqs.mask}
+def source(seqs: data.Sequences, mean, std, y=None, transformed: str = "none") -> engine.ArraySource:
+    arrays = {"x": data.standardise(seqs, mean, std, transformed), "mask": seqs.mask}
     return engine.ArraySource(**arrays, **({} if y is None else {"y": y}))
 
 
@@ -83,6 +84,8 @@ def train(config: SequenceConfig, workdir) -> dict:
         raise CnnlabError("cnnlab train sequence: give the data (--data PATH, an .npz or NAME_TRAIN.ts)")
     if config.init not in ("tcn", "unit_norm"):
         raise CnnlabError(f"init must be 'tcn' or 'unit_norm', got {config.init!r}")
+    if config.transform not in data.TRANSFORMS:
+        raise CnnlabError(f"transform must be one of {', '.join(data.TRANSFORMS)}, got {config.transform!r}")
     train_set, test_set = data.read(config.data, "train"), data.read(config.data, "test")
     if train_set.y is None:
         raise CnnlabError(f"{config.data}: the training data has no labels")
@@ -103,9 +106,9 @@ def train(config: SequenceConfig, workdir) -> dict:
     train_idx, val_idx = data.validation_split(y, config.val_fraction, config.seed)
     if len(val_idx) < max(config.min_validation, 1):
         train_idx, val_idx = np.arange(len(y)), np.arange(0)
-    mean, std = data.channel_stats(train_set.take(train_idx))
+    mean, std = data.channel_stats(train_set.take(train_idx), config.transform)
     if test_set is not None:
-        test_source = source(test_set, mean, std, encode(test_set.y, classes, "test data"))
+        test_source = source(test_set, mean, std, encode(test_set.y, classes, "test data"), config.transform)
     length = int(train_set.lengths.max())
     model = classifier(config, len(classes), length)
     rf = model.tcn(parent=None).receptive_field()
@@ -128,8 +131,9 @@ def train(config: SequenceConfig, workdir) -> dict:
     loss = ClassificationLoss(config.grad, config.label_smoothing)
     results = engine.train_and_evaluate(
         train_config(config, len(train_idx)), workdir, model=model, loss_fn=loss,
-        metrics_fn=accuracy, inputs_fn=inputs, train_source=source(train_set.take(train_idx), mean, std, y[train_idx]),
-        val_source=source(train_set.take(val_idx), mean, std, y[val_idx]) if len(val_idx) else None,
+        metrics_fn=accuracy, inputs_fn=inputs,
+        train_source=source(train_set.take(train_idx), mean, std, y[train_idx], config.transform),
+        val_source=source(train_set.take(val_idx), mean, std, y[val_idx], config.transform) if len(val_idx) else None,
         test_source=test_source,
         init_variables=unit_norm_init if config.init == "unit_norm" else None,
         task_config=task, extra_results={"receptive_field": rf, "num_blocks": model.num_blocks,
