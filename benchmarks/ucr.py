@@ -10,8 +10,8 @@ cannot, so it reads aeon's bundled equal-length versions (``NAME_eq_TRAIN.ts``).
 so that the three share the CPU alike. Prints the CPU model and the load average before and after. The
 "(val)" column is the TCN's validation accuracy with ``--set val_fraction=...`` (nan without a validation
 split, the default), for choosing defaults on training data alone. With ``--seeds N > 1`` each dataset also
-reports the accuracy of the N seeds' TCNs as an ensemble (their test class probabilities averaged, as
-``cnnlab predict sequence`` does with one ``--checkpoint`` per run).
+reports the accuracy of the N seeds' TCNs as an ensemble (``cnnlab.sequence.evaluate`` of their run folders:
+their test class probabilities averaged).
 """
 
 import argparse
@@ -55,24 +55,11 @@ def run_peer(make, train_path):
     return accuracy, time.perf_counter() - began
 
 
-def run_tcn(config, train_path, seed):
-    """(test accuracy, seconds, results, test class probabilities [N, K], classes [K]) of one TCN."""
-    from cnnlab.sequence import load_run, predict, train
-    with tempfile.TemporaryDirectory() as workdir:
-        began = time.perf_counter()
-        results = train(dataclasses.replace(config, data=str(train_path), seed=seed, progress=False), workdir)
-        seconds = time.perf_counter() - began
-        _, probs = predict(workdir, train_path)  # the test split of NAME_TRAIN.ts: NAME_TEST.ts
-        return results["test_accuracy"], seconds, results, probs, load_run(workdir).classes
-
-
-def ensemble_accuracy(runs, train_path) -> float:
-    """Test accuracy of the runs' averaged class probabilities (``cnnlab predict sequence`` with one
-    ``--checkpoint`` per run)."""
-    from cnnlab.sequence import data
-    labels = runs[0][4][np.mean([r[3] for r in runs], 0).argmax(-1)]
-    truth = data.read(train_path, "test").y
-    return float(np.mean([str(a) == str(b) for a, b in zip(labels, truth)]))
+def run_tcn(config, train_path, seed, workdir):
+    from cnnlab.sequence import train
+    began = time.perf_counter()
+    results = train(dataclasses.replace(config, data=str(train_path), seed=seed, progress=False), workdir)
+    return results["test_accuracy"], time.perf_counter() - began, results
 
 
 def main(argv=None):
@@ -88,7 +75,7 @@ def main(argv=None):
     from aeon.classification.convolution_based import MiniRocketClassifier
     from aeon.classification.distance_based import KNeighborsTimeSeriesClassifier
     from cnnlab import configs
-    from cnnlab.sequence import default
+    from cnnlab.sequence import default, evaluate
 
     config = configs.override(default(), args.set)
     datasets = bundled_classification_datasets()
@@ -104,10 +91,13 @@ def main(argv=None):
     rows = []
     for name in names:
         path = datasets[name]
-        runs = [run_tcn(config, path, seed) for seed in range(config.seed, config.seed + args.seeds)]
+        with tempfile.TemporaryDirectory() as root:
+            workdirs = [f"{root}/seed{seed}" for seed in range(config.seed, config.seed + args.seeds)]
+            runs = [run_tcn(config, path, config.seed + i, w) for i, w in enumerate(workdirs)]
+            ensemble = evaluate(workdirs, path)["accuracy"]  # = cnnlab eval sequence with every seed's run
         row = {"dataset": name, "tcn": float(np.mean([r[0] for r in runs])),
                "tcn_val": float(np.mean([r[2].get("val_accuracy", np.nan) for r in runs])),
-               "tcn_s": float(np.mean([r[1] for r in runs])), "tcn_ensemble": ensemble_accuracy(runs, path)}
+               "tcn_s": float(np.mean([r[1] for r in runs])), "tcn_ensemble": ensemble}
         if not args.no_peers:
             eq = path.with_name(f"{name}_eq_TRAIN.ts")
             row["minirocket"], row["minirocket_s"] = run_peer(

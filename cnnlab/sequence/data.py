@@ -188,7 +188,8 @@ def transform(x, name: str):
     ``"signed_log"`` is ``sign(x) log(1 + |x|)``, for heavy-tailed data such as counts (Covid3Month_disc:
     81 % zeros, a few series in the thousands), whose large values would otherwise dominate the channel's
     statistics; it keeps zeros and signs. Pointwise, so left padding stays exact and streaming applies it to
-    each step. NumPy arrays stay NumPy; JAX arrays (``stream_step``) stay JAX."""
+    each step. NumPy arrays stay NumPy; JAX arrays (``stream_step``) stay JAX. Not in the paper (§6 reads
+    MNIST pixels)."""
     if name == "none":
         return x
     xp = jnp if isinstance(x, jax.Array) else np

@@ -66,7 +66,8 @@ def _read(run: Run, path) -> data.Sequences:
 
 
 def load_runs(workdirs) -> list[Run]:
-    """``load_run`` of one run folder or of several (an ensemble: same classes and channels)."""
+    """``load_run`` of one run folder or of several (an ensemble: same classes and channels). Not in the
+    paper, which trains single models."""
     workdirs = [workdirs] if isinstance(workdirs, (str, Path)) else list(workdirs)
     runs = [load_run(w) for w in workdirs]
     for w, run in zip(workdirs[1:], runs[1:]):

@@ -154,7 +154,8 @@ def budget_seconds(n: int, done: int, step_seconds: float, eval_every: int | Non
                    final_seconds: float) -> float:
     """Seconds of the work left after step ``done`` in a run of ``n`` steps: ``n - done`` training steps of
     ``step_seconds``, a validation of ``eval_seconds`` at every multiple of ``eval_every`` after ``done`` and
-    at step ``n`` (``eval_every=None``: no validation), and ``final_seconds`` for the final evaluation."""
+    at step ``n`` (``eval_every=None``: no validation), and ``final_seconds`` for the final evaluation. Not in
+    the paper (``TrainConfig.time_budget``)."""
     evals = 0 if eval_every is None else n // eval_every - done // eval_every + (n % eval_every != 0)
     return (n - done) * step_seconds + evals * eval_seconds + final_seconds
 
