@@ -205,9 +205,9 @@ def _fit_to_budget(config, done, spent, step_seconds, compile_seconds, eval_exam
     same on every process.
 
     ``spent``: the run's wall seconds so far; ``eval_example_seconds``: seconds to evaluate one example.
-    Reserved: one more compilation (the step with the fitted schedule) and 5 % of the budget for the
-    machine's speed drifting. ``only_if_late``: keep ``config.steps`` unless finishing it would overrun the
-    whole budget."""
+    Reserved: one more compilation (the step with the fitted schedule) and 5 % of the time left for the
+    machine's speed drifting over it. ``only_if_late``: keep ``config.steps`` unless finishing it would
+    overrun the whole budget."""
     budget = 60.0 * config.time_budget
     eval_every = None if val_source is None else config.eval_every
     val_seconds = 0.0 if val_source is None else eval_example_seconds * len(val_source)
@@ -215,7 +215,7 @@ def _fit_to_budget(config, done, spent, step_seconds, compile_seconds, eval_exam
     costs = (step_seconds, eval_every, val_seconds, final_seconds)
     steps = config.steps
     if not only_if_late or budget_seconds(steps, done, *costs) > budget - spent:
-        steps = steps_within_budget(0.95 * budget - spent - compile_seconds, done, steps, *costs)
+        steps = steps_within_budget(0.95 * (budget - spent) - compile_seconds, done, steps, *costs)
     if jax.process_count() > 1:  # the timings differ between processes; process 0's fit holds for all
         from jax.experimental import multihost_utils
         steps = int(multihost_utils.broadcast_one_to_all(np.int32(steps)))
