@@ -363,6 +363,16 @@ def test_out_of_range_settings_are_one_line_errors(tmp_path, field, value, messa
         train(config, tmp_path / "run")
 
 
+@pytest.mark.parametrize("x,y,message", [(np.zeros((3, 5, 1)), [4, 4, 4], r"holds one class \(4\); need two"),
+                                          (np.zeros((0, 5, 1)), np.zeros(0, np.int64), "holds no sequences")])
+def test_training_data_with_fewer_than_two_classes_is_a_one_line_error(tmp_path, x, y, message):
+    from cnnlab.sequence import train
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    config = dataclasses.replace(SequenceConfig(), data=str(tmp_path / "d.npz"))
+    with pytest.raises(CnnlabError, match=message):
+        train(config, tmp_path / "run")
+
+
 def test_validation_split_only_when_it_holds_min_validation_sequences(tmp_path, capsys):
     from cnnlab.sequence import train
     x, y, lengths = _synthetic(40, 0)

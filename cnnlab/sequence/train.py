@@ -91,7 +91,8 @@ def train(config: SequenceConfig, workdir) -> dict:
         raise CnnlabError(f"{config.data}: the training data has no labels")
     classes = np.unique(train_set.y)
     if len(classes) < 2:
-        raise CnnlabError(f"{config.data}: the training labels hold one class ({classes[0]!r}); need two or more")
+        held = f"one class ({classes[0].item()!r})" if len(classes) else "no sequences"
+        raise CnnlabError(f"{config.data}: the training data holds {held}; need two or more classes")
     y = encode(train_set.y, classes, "training data")
     channels = train_set.x.shape[2]
     test_source = None
