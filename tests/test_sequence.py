@@ -189,8 +189,10 @@ def test_validation_split_is_stratified_and_seeded():
 
 
 @pytest.mark.parametrize("arrays,message", [
-    ({"x": np.zeros((2, 3, 1)), "y": np.array([0.0, 0.5])}, "integer class labels"),
-    ({"x": np.zeros((2, 3, 1)), "y": np.array(["a", "b"])}, "integer class labels"),
+    ({"x": np.zeros((2, 3, 1)), "y": np.array([0.0, 0.5])}, r"integer class labels, got float64 \(e.g. 0.5\)"),
+    ({"x": np.zeros((2, 3, 1)), "y": np.array([1.0, np.inf])}, r"integer class labels, got float64 \(e.g. inf\)"),
+    ({"x": np.zeros((2, 3, 1)), "y": np.array(["a", "b"])}, r"integer class labels, got <U1 \(e.g. 'a'\)"),
+    ({"x": np.zeros((0, 3, 1)), "y": np.zeros(0, "<U1")}, r"integer class labels, got <U1$"),
     ({"x": np.array([[0.0, np.nan, 1.0], [1, 2, 3]]), "y": np.array([0, 1])}, "NaN"),
     ({"x": np.zeros((2, 3, 1)), "y": np.array([0, 1]), "lengths": np.array([0, 3])}, "lengths must be"),
 ])

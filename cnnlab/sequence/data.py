@@ -123,8 +123,11 @@ def integer_labels(y, what: str) -> np.ndarray:
         return y.astype(np.int64)
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
         return y.astype(np.int64)
-    example = y.ravel()[0] if y.dtype.kind != "f" else y.ravel()[np.argmax(y.ravel() != np.round(y.ravel()))]
-    raise CnnlabError(f"{what} must hold integer class labels, got {y.dtype} (e.g. {example!r})")
+    bad = y.ravel()
+    if y.dtype.kind == "f":
+        bad = bad[~(np.isfinite(bad) & (bad == np.round(bad)))]
+    example = f" (e.g. {bad[0].item()!r})" if len(bad) else ""
+    raise CnnlabError(f"{what} must hold integer class labels, got {y.dtype}{example}")
 
 
 def _load_from_ts_file():
