@@ -131,9 +131,8 @@ def test_budget_run_at_an_even_pace_is_not_fitted_again(tmp_path, capsys):
 def test_late_fit_reserves_five_percent_of_the_time_left_not_of_the_whole_budget():
     # One-second steps, no validation or test, a 1-minute budget. Half of it spent: 95 % of the 30 s left
     # (28.5 s) holds 28 more steps; 95 % of the whole budget less what was spent (27 s) would hold 27.
-    config = types.SimpleNamespace(time_budget=1.0, eval_every=10, steps=1000)
     fit = lambda steps, spent, late: loop._fit_to_budget(
-        types.SimpleNamespace(**{**vars(config), "steps": steps}), 0, spent, 1.0, 0.0, 0.0, None, None,
+        types.SimpleNamespace(time_budget=1.0, eval_every=10, steps=steps), 0, spent, 1.0, 0.0, 0.0, None, None,
         only_if_late=late)
     assert fit(1000, 0.0, False) == 57
     assert fit(1000, 30.0, False) == 28
