@@ -11,8 +11,8 @@
 # (dropout 0.05): take the fast run's wall time and the paper run's sequences/s from a short run of each.
 # FLAGs go to every run (e.g. `--microbatch 20`, faster on CPUs whose caches do not hold a batch of 100);
 # the environment variable FAST_FLAGS holds flags for the fast recipe's runs only (e.g.
-# FAST_FLAGS="--set weight_decay=0.05"; FAST_FLAGS="--time-budget 60" fits each fast run to the hour on the CPU
-# at hand, FAST_STEPS then being the most steps).
+# FAST_FLAGS="--time-budget 60" fits each fast run to the hour on the CPU at hand, FAST_STEPS then being the
+# most steps; FAST_FLAGS="--set weight_decay=0" runs it without its weight decay).
 #
 # The runs go one at a time, each alone on the machine (its wall time is part of the result), in the order
 # of the RUNS list below. Started again with the same arguments, finished runs (results.json) are skipped and

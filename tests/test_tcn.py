@@ -179,7 +179,7 @@ def test_fast_schedule_is_adamw_with_warmup_and_cosine_decay_and_flags_override_
     parse = lambda *flags: config_from_args(build_parser().parse_args(["train", "seqmnist", *flags, "--out", "x"]))
     config = parse("--schedule", "fast", "--steps", "2000")
     assert (config.steps, config.batch_size, config.optimizer, config.dropout) == (2000, 100, "adamw", 0.0)
-    assert config.grad_clip_norm == 1.0 and config.block == "single" and config.blocks == 12
+    assert (config.grad_clip_norm, config.weight_decay, config.block, config.blocks) == (1.0, 0.05, "single", 12)
     schedule = learning_rate_schedule(config)
     peak, warmup = 1.6e-2, 100
     for t in (0, 50, 100, 700, 1300, 1999):  # linear warm-up, then a half cosine from peak to 0
@@ -187,8 +187,10 @@ def test_fast_schedule_is_adamw_with_warmup_and_cosine_decay_and_flags_override_
         expected = peak * t / warmup if t < warmup else cosine
         np.testing.assert_allclose(schedule(t), expected, rtol=1e-5, atol=1e-9)
     assert parse("--schedule", "fast").steps == 6000
-    override = parse("--schedule", "fast", "--dropout", "0.05", "--lr", "1e-3", "--steps", "300")
-    assert (override.dropout, override.learning_rate, override.warmup_steps) == (0.05, 1e-3, 30)
+    override = parse("--schedule", "fast", "--dropout", "0.05", "--lr", "1e-3", "--steps", "300",
+                     "--set", "weight_decay=0")
+    assert (override.dropout, override.learning_rate, override.warmup_steps, override.weight_decay) == (
+        0.05, 1e-3, 30, 0.0)
 
 
 def test_train_seqmnist_cli_end_to_end_writes_results_and_refuses_other_settings(tmp_path, capsys):

@@ -72,9 +72,9 @@ def add_train_parser(train_commands) -> None:
     configs.add_common_flags(p)
     p.add_argument("--schedule", choices=("paper", "scaled", "fast"), default="paper",
                    help="paper: §6.3.3's fixed boundaries; scaled (with --steps): decays at the same fractions "
-                        "of --steps (cnnlab.tcn.config.scaled_schedule); fast: not the paper's, AdamW 1.6e-2 + "
-                        "warm-up + cosine + clipping, no dropout, default 6 000 steps (fast_schedule), or as many "
-                        "of them as fit --time-budget MINUTES")
+                        "of --steps (cnnlab.tcn.config.scaled_schedule); fast: not the paper's, AdamW 1.6e-2 "
+                        "(weight decay 0.05) + warm-up + cosine + clipping, no dropout, default 6 000 steps "
+                        "(fast_schedule), or as many of them as fit --time-budget MINUTES")
     p.add_argument("--grad-clip", type=float, metavar="NORM",
                    help="clip the gradient to this global norm (not in the paper; off by default)")
     p.add_argument("--microbatch", type=int, metavar="N",
